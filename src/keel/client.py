@@ -1,0 +1,195 @@
+"""The composition root: the one place that knows concrete classes and wires the pipeline.
+
+    Client / AsyncClient → resolve model → [stages …] → RecordStage → ProviderStage → provider
+
+Later stages (prompts, policy, cache, routing, validation) are inserted in `_build_pipeline`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Iterable
+from typing import Any
+
+from .cost.pricing import PriceBook, Rate, pricing_id_for
+from pydantic import ValidationError
+
+from .errors import ConfigError, RequestError, UnknownModel
+from .pipeline import Call, ProviderStage, Stage, Target
+from .plugins import provider_classes
+from .providers.base import Provider
+from .settings import Settings, load_settings
+from .types import ChatRequest, ChatResponse, Chunk, Message, ResponseFormat
+
+MessagesLike = str | Iterable[Message | dict[str, Any]]
+
+
+class AsyncClient:
+    """The pipeline, async. `complete()` and `stream()` are the single path every call takes."""
+
+    def __init__(self, settings: Settings | None = None, *, record: bool = True, source: str = "library") -> None:
+        self.settings = settings or load_settings()
+        self.source = source
+        self._providers: dict[str, Provider] = {}
+        self._recorder: Any = None
+        self.prices = PriceBook(_price_overrides(self.settings))
+        self._record = record
+        self.pipeline = self._build_pipeline(record)
+
+    # -- calls -------------------------------------------------------------------------------
+
+    async def complete(self, messages: MessagesLike | ChatRequest, *, model: str | None = None, **options: Any) -> ChatResponse:
+        call = self.prepare(messages, model=model, **options)
+        return await self.pipeline.complete(call)
+
+    async def stream(self, messages: MessagesLike | ChatRequest, *, model: str | None = None, **options: Any) -> AsyncIterator[Chunk]:
+        call = self.prepare(messages, model=model, stream=True, **options)
+        async for chunk in self.pipeline.stream(call):
+            yield chunk
+
+    def prepare(
+        self,
+        messages: MessagesLike | ChatRequest,
+        *,
+        model: str | None = None,
+        tags: dict[str, Any] | None = None,
+        parent_id: str | None = None,
+        trace_id: str | None = None,
+        raw_request: dict[str, Any] | None = None,
+        **params: Any,
+    ) -> Call:
+        """Build the Call for a request: resolve its model and give it a trace id."""
+        request = _to_request(messages, model, params)
+        target = self.resolve(request.model or self.settings.default_model)
+        return Call(
+            request=request,
+            target=target,
+            trace_id=trace_id or os.urandom(16).hex(),
+            parent_id=parent_id,
+            tags=tags or {},
+            source=self.source,
+            raw_request=raw_request,
+        )
+
+    # -- models and providers ----------------------------------------------------------------
+
+    def resolve(self, name: str) -> Target:
+        """A model name → provider + upstream model id: an alias, or `provider/model-id`."""
+        alias = self.settings.models.get(name)
+        if alias is not None:
+            return self._target(name, alias.provider, alias.model)
+        provider, sep, model_id = name.partition("/")
+        if sep and provider in self.settings.providers and model_id:
+            return self._target(name, provider, model_id)
+        raise UnknownModel(name, self.known_models())
+
+    def known_models(self) -> list[str]:
+        return sorted(self.settings.models)
+
+    def provider(self, name: str) -> Provider:
+        """The provider instance configured under `name` (created on first use)."""
+        if name not in self._providers:
+            config = self.settings.providers.get(name)
+            if config is None:
+                raise ConfigError(f"No provider named {name!r}. Configured providers: {', '.join(sorted(self.settings.providers))}.")
+            classes = provider_classes()
+            if config.type not in classes:
+                raise ConfigError(
+                    f"Provider {name!r} has unknown type {config.type!r}. Known types: {', '.join(sorted(classes))}. "
+                    "Install the plugin that provides it or fix `type` in keel.toml."
+                )
+            self._providers[name] = classes[config.type](name, config)
+        return self._providers[name]
+
+    def _target(self, alias: str, provider_name: str, model: str) -> Target:
+        if provider_name not in self.settings.providers:
+            raise ConfigError(
+                f"Model {alias!r} points at provider {provider_name!r}, which is not configured. "
+                f"Add [providers.{provider_name}] to keel.toml."
+            )
+        provider = self.provider(provider_name)
+        config = self.settings.providers[provider_name]
+        pricing = pricing_id_for(config.type, config.base_url, config.pricing_id)
+        return Target(alias=alias, provider=provider, model=model, pricing_id=pricing)
+
+    # -- wiring ------------------------------------------------------------------------------
+
+    def _build_pipeline(self, record: bool) -> Stage:
+        stage: Stage = ProviderStage()
+        if record:
+            from .tracing.stage import RecordStage
+
+            stage = RecordStage(stage, self.recorder, self.prices)
+        return stage
+
+    @property
+    def recorder(self) -> Any:
+        if self._recorder is None:
+            from .tracing.recorder import Recorder
+
+            state = self.settings.state_dir
+            self._recorder = Recorder(self.settings.effective_store_url, state / "journal")
+        return self._recorder
+
+    def recover(self) -> None:
+        """Queue what crashed processes left in the trace journal for writing to the store."""
+        if self._record:
+            self.recorder.recover()
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until every trace recorded so far is in the store."""
+        return self._recorder.flush(timeout) if self._recorder is not None else True
+
+    async def aclose(self) -> None:
+        for provider in self._providers.values():
+            await provider.aclose()
+        self._providers.clear()
+        if self._recorder is not None:
+            self._recorder.close()
+            self._recorder = None
+
+    async def __aenter__(self) -> "AsyncClient":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+
+def _to_request(messages: MessagesLike | ChatRequest, model: str | None, params: dict[str, Any]) -> ChatRequest:
+    if isinstance(messages, ChatRequest):
+        updates = {k: v for k, v in params.items() if v is not None}
+        if model:
+            updates["model"] = model
+        return messages.model_copy(update=updates) if updates else messages
+    if isinstance(messages, str):
+        items: list[Any] = [{"role": "user", "content": messages}]
+    else:
+        items = [m.model_dump(exclude_none=True) if isinstance(m, Message) else m for m in messages]
+    system = params.pop("system", None)
+    if system:
+        items.insert(0, {"role": "system", "content": system})
+    schema = params.pop("json_schema", None)
+    if schema is not None:
+        params["response_format"] = ResponseFormat.from_schema(schema)
+    body = {k: v for k, v in params.items() if v is not None}
+    try:
+        return ChatRequest.model_validate({"model": model or "", "messages": items, **body})
+    except ValidationError as exc:
+        raise RequestError(f"Invalid request: {describe_validation(exc)}") from None
+
+
+def describe_validation(exc: ValidationError) -> str:
+    """A pydantic error as one readable line: field path and what is wrong with it."""
+    parts = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"]) or "body"
+        parts.append(f"{where}: {err['msg']}")
+    return "; ".join(parts)
+
+
+def _price_overrides(settings: Settings) -> dict[tuple[str, str], Rate]:
+    return {
+        (alias.provider, alias.model): Rate.per_million(alias.price, f"keel.toml [models.{name}.price]")
+        for name, alias in settings.models.items()
+        if alias.price is not None
+    }

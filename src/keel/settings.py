@@ -1,0 +1,181 @@
+"""Typed settings. Precedence: explicit arguments > KEEL_* environment > keel.toml > defaults.
+
+Environment variables (the whole catalog):
+
+    KEEL_CONFIG         path of the project file (default: keel.toml found upwards from the cwd)
+    KEEL_HOME           state directory: store, journal, caches (default: <project>/.keel)
+    KEEL_DEFAULT_MODEL  model used when a call names none (default: "local")
+    KEEL_STORE_URL      SQLAlchemy URL of the trace store (default: sqlite under KEEL_HOME)
+    KEEL_LOCAL_MODEL    path of a GGUF file for the `local` provider (default: the bundled model)
+    KEEL_HOST, KEEL_PORT          where `keel serve` listens (default 127.0.0.1:8787)
+    KEEL_GATEWAY_KEYS   comma-separated keys the gateway accepts as `Authorization: Bearer …`
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .errors import ConfigError
+
+CONFIG_NAME = "keel.toml"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ProviderSettings(_Strict):
+    """Who and where: the provider kind, endpoint, credentials and data location."""
+
+    type: str
+    base_url: str | None = None
+    api_key_env: str | None = None
+    region: str | None = None
+    jurisdiction: str | None = None
+    #: The genai-prices provider id that prices this endpoint (inferred for well-known hosts).
+    pricing_id: str | None = None
+    timeout: float = Field(default=60.0, gt=0)
+    #: Extra headers sent with every request (e.g. Azure's api-version goes in the URL instead).
+    headers: dict[str, str] = Field(default_factory=dict)
+    # Local provider only.
+    model_path: str | None = None
+    n_ctx: int = Field(default=4096, ge=256)
+    n_parallel: int = Field(default=2, ge=1, le=64)
+    n_threads: int | None = Field(default=None, ge=1)
+
+
+class PriceSettings(_Strict):
+    """A price override, in currency units per million tokens."""
+
+    input_per_mtok: Decimal = Field(ge=0)
+    output_per_mtok: Decimal = Field(ge=0)
+    cached_input_per_mtok: Decimal | None = Field(default=None, ge=0)
+
+
+class ModelSettings(_Strict):
+    """An alias: a name the application uses, bound to one provider's model id."""
+
+    provider: str
+    model: str
+    price: PriceSettings | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class GatewaySettings(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8787, ge=0, le=65535)
+    keys: list[str] = Field(default_factory=list)
+    max_request_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+
+
+class Settings(_Strict):
+    default_model: str = "local"
+    store_url: str | None = None
+    home: Path | None = None
+    providers: dict[str, ProviderSettings] = Field(default_factory=dict)
+    models: dict[str, ModelSettings] = Field(default_factory=dict)
+    gateway: GatewaySettings = Field(default_factory=GatewaySettings)
+    #: Where the settings were read from (None when running on defaults).
+    source: Path | None = Field(default=None, exclude=True)
+
+    @property
+    def state_dir(self) -> Path:
+        if self.home is not None:
+            return self.home
+        root = self.source.parent if self.source else Path.cwd()
+        return root / ".keel"
+
+    @property
+    def effective_store_url(self) -> str:
+        return self.store_url or f"sqlite:///{self.state_dir / 'keel.db'}"
+
+    def with_builtins(self) -> "Settings":
+        """Add the providers and aliases that exist without any configuration."""
+        providers = {
+            "local": ProviderSettings(type="local", region="local", jurisdiction="local"),
+            "fake": ProviderSettings(type="fake", region="local", jurisdiction="local"),
+            **self.providers,
+        }
+        models = {"local": ModelSettings(provider="local", model="default"), **self.models}
+        return self.model_copy(update={"providers": providers, "models": models})
+
+
+def find_config(start: Path | None = None) -> Path | None:
+    """The nearest keel.toml in the current directory or its parents."""
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        candidate = folder / CONFIG_NAME
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def load_settings(path: Path | str | None = None, env: dict[str, str] | None = None, **overrides: Any) -> Settings:
+    """Read keel.toml (if any), apply KEEL_* variables and explicit overrides."""
+    env = dict(os.environ if env is None else env)
+    explicit = path or env.get("KEEL_CONFIG")
+    config_path = Path(explicit) if explicit else find_config()
+    data: dict[str, Any] = _read_toml(config_path) if config_path else {}
+    data.update(_from_env(env, data))
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        settings = Settings.model_validate(data)
+    except ValidationError as exc:
+        raise _config_error(config_path, exc) from None
+    settings.source = config_path.resolve() if config_path else None
+    return settings.with_builtins()
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(f"{path}: file not found. Create it with `keel init` or unset KEEL_CONFIG.", file=str(path))
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text. Save the file as UTF-8.", file=str(path)) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}. Fix the syntax at that line.", file=str(path)) from None
+
+
+def _from_env(env: dict[str, str], data: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    simple = {"KEEL_DEFAULT_MODEL": "default_model", "KEEL_STORE_URL": "store_url", "KEEL_HOME": "home"}
+    for var, key in simple.items():
+        if env.get(var):
+            out[key] = env[var]
+    gateway = dict(data.get("gateway") or {})
+    if env.get("KEEL_HOST"):
+        gateway["host"] = env["KEEL_HOST"]
+    if env.get("KEEL_PORT"):
+        gateway["port"] = env["KEEL_PORT"]
+    if env.get("KEEL_GATEWAY_KEYS"):
+        gateway["keys"] = [k.strip() for k in env["KEEL_GATEWAY_KEYS"].split(",") if k.strip()]
+    if gateway:
+        out["gateway"] = gateway
+    if env.get("KEEL_LOCAL_MODEL"):
+        providers = dict(data.get("providers") or {})
+        local = dict(providers.get("local") or {"type": "local"})
+        local["model_path"] = env["KEEL_LOCAL_MODEL"]
+        providers["local"] = local
+        out["providers"] = providers
+    return out
+
+
+def _config_error(path: Path | None, exc: ValidationError) -> ConfigError:
+    where = str(path) if path else "settings (KEEL_* environment)"
+    problems = []
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"])
+        if err["type"] == "extra_forbidden":
+            problems.append(f"unknown key {key!r}: remove it or check its spelling")
+        elif err["type"] == "missing":
+            problems.append(f"missing key {key!r}: add it")
+        else:
+            problems.append(f"{key}: {err['msg']} (got {err.get('input')!r})")
+    return ConfigError(f"{where}: " + "; ".join(problems), file=where, problems=problems)

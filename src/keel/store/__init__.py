@@ -1,0 +1,18 @@
+"""Keel's store: traces (and, later, prompts, labels, eval runs, budgets) in SQLite or PostgreSQL.
+
+    schema.py          the tables (SQLAlchemy Core), the current shape
+    migrations/        Alembic revisions that build that shape, run by `open_store`
+    migrate.py         running them programmatically, with a lock against concurrent openers
+    sql.py             `Store`: reads and writes over one engine, for both dialects
+    testing.py         throw-away PostgreSQL databases for tests
+
+Importing this package imports SQLAlchemy: `import keel` does not import it.
+"""
+
+from __future__ import annotations
+
+from .sql import Store as Store
+from .sql import create_store_engine as create_store_engine
+from .sql import open_store as open_store
+
+__all__ = ["Store", "create_store_engine", "open_store"]

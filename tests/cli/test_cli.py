@@ -1,0 +1,85 @@
+"""The `keel` command as a person runs it: real subprocesses, real files."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def keel(project: Path, *args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run([sys.executable, "-m", "keel", *args], cwd=project, capture_output=True, text=True, timeout=300)
+    assert "Traceback" not in result.stderr, result.stderr
+    if ok:
+        assert result.returncode == 0, result.stderr
+    else:
+        assert result.returncode != 0, result.stdout
+    return result
+
+
+def test_init_writes_a_valid_commented_file_and_refuses_to_overwrite(project: Path) -> None:
+    keel(project, "init")
+    text = (project / "keel.toml").read_text()
+    assert text.startswith("# keel.toml")
+    failed = keel(project, "init", ok=False)
+    assert "already exists" in failed.stderr and "--force" in failed.stderr
+    keel(project, "init", "--force")
+    assert keel(project, "run", "hi", "-m", "fake/x").stdout.strip() == "Echo: hi"
+
+
+def test_run_then_traces_list_and_show(project: Path) -> None:
+    assert keel(project, "run", "hello there", "-m", "fake/x").stdout.strip() == "Echo: hello there"
+    assert keel(project, "run", "streamed words", "-m", "fake/x", "--stream").stdout.strip() == "Echo: streamed words"
+    rows = [json.loads(line) for line in keel(project, "traces", "list", "--json").stdout.splitlines()]
+    assert [r["stream"] for r in rows] == [True, False]
+    assert all(r["status"] == "ok" and r["completion_tokens"] for r in rows)
+    table = keel(project, "traces", "list").stdout
+    assert "fake/x" in table and "ok" in table
+    shown = json.loads(keel(project, "traces", "show", rows[1]["id"][:10], "--json").stdout)
+    assert shown["response"]["message"]["content"] == "Echo: hello there"
+    assert "Echo: hello there" in keel(project, "traces", "show", rows[1]["id"]).stdout
+
+
+def test_traces_filters_and_errors(project: Path) -> None:
+    keel(project, "run", "x", "-m", "fake/x")
+    assert keel(project, "traces", "list", "--json", "--model", "nope").stdout == ""
+    assert keel(project, "traces", "list", "--json", "--since", "1h").stdout.strip()
+    assert keel(project, "traces", "list", "--json", "--status", "error").stdout == ""
+    assert "neither an age" in keel(project, "traces", "list", "--since", "10X", ok=False).stderr
+    assert "No trace with id" in keel(project, "traces", "show", "ffff0000", ok=False).stderr
+
+
+def test_run_with_json_schema_file(project: Path) -> None:
+    schema = project / "schema.json"
+    schema.write_text(json.dumps({"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"]}))
+    assert json.loads(keel(project, "run", "x", "-m", "fake/x", "--json-schema", str(schema)).stdout) == {"ok": False}
+    schema.write_text("{broken")
+    assert "not valid JSON" in keel(project, "run", "x", "-m", "fake/x", "--json-schema", str(schema), ok=False).stderr
+    assert "file not found" in keel(project, "run", "x", "--json-schema", "missing.json", ok=False).stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (("run", "x", "-m", "nonexistent"), "Unknown model 'nonexistent'"),
+        (("run", "x", "-m", "fake/x", "--temperature", "5"), "temperature"),
+        (("serve", "--host", "0.0.0.0"), "Refusing to bind 0.0.0.0 without gateway keys"),
+        (("serve", "--model", "missing.gguf"), "no such GGUF file"),
+    ],
+)
+def test_bad_input_is_a_clear_error(project: Path, args: tuple[str, ...], fragment: str) -> None:
+    assert fragment in keel(project, *args, ok=False).stderr
+
+
+def test_invalid_config_names_file_and_key(project: Path) -> None:
+    (project / "keel.toml").write_text("[gateway]\nhost = 1\nbogus = true\n")
+    stderr = keel(project, "run", "x", ok=False).stderr
+    assert "keel.toml" in stderr and "gateway.bogus" in stderr and "gateway.host" in stderr
+
+
+def test_missing_api_key_names_the_variable(project: Path) -> None:
+    (project / "keel.toml").write_text('[providers.up]\ntype = "openai"\nbase_url = "http://127.0.0.1:9/v1"\napi_key_env = "KEEL_TEST_UNSET_KEY"\n')
+    assert "KEEL_TEST_UNSET_KEY" in keel(project, "run", "x", "-m", "up/gpt", ok=False).stderr
