@@ -1,11 +1,12 @@
 """Gateway overhead benchmark: Keel's gateway against a bare Python proxy, in the same run.
 
-    .venv/bin/python bench/gateway_overhead.py [--quick] [--duration S] [--targets direct,aiohttp,httpx,keel]
+    .venv/bin/python bench/gateway_overhead.py [--quick] [--duration S] [--rounds N] [--targets direct,aiohttp,httpx,keel]
 
 An nginx mock upstream answers POST /v1/chat/completions with a fixed chat.completion; wrk drives
 each target at concurrency 1 and 16. Every Python target runs on ONE uvicorn worker (uvloop,
-httptools). Figures are printed as ratios to the bare aiohttp proxy measured in the same run and
-written to bench/out/gateway_overhead.json. Not a test: nothing here asserts.
+httptools). Keel is judged by ratios to the bare aiohttp proxy measured in the same run (the
+machine may be shared: absolute figures move, same-run ratios much less). Also written to
+bench/out/gateway_overhead.json. Not a test: nothing here asserts.
 """
 
 from __future__ import annotations
@@ -34,15 +35,12 @@ CELLS = [(1, 1), (2, 16)]  # (wrk threads, connections)
 CHAT = "/v1/chat/completions"
 TARGET_P50_ADDED_MS, TARGET_RATIO = 0.5, 0.50
 REQUEST = {"model": "mock", "messages": [{"role": "user", "content": "Hello"}], "max_tokens": 16}
-RESPONSE = {  # a real-shaped OpenAI chat.completion, with usage
-    "id": "chatcmpl-bench", "object": "chat.completion", "created": 1764000000, "model": "gpt-4o-mini-2024-07-18", "system_fingerprint": "fp_bench",
-    "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hello! How can I help you today?"},
-                 "logprobs": None, "finish_reason": "stop"}],
-    "usage": {"prompt_tokens": 9, "completion_tokens": 9, "total_tokens": 18},
-}
+RESPONSE = {"id": "chatcmpl-bench", "object": "chat.completion", "created": 1764000000, "model": "gpt-4o-mini-2024-07-18",
+            "system_fingerprint": "fp_bench", "usage": {"prompt_tokens": 9, "completion_tokens": 9, "total_tokens": 18},
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hello! How can I help you today?"},
+                         "logprobs": None, "finish_reason": "stop"}]}
 
 
-# --- the bare proxies (run in a child process via --serve-bare) ------------------------------
 
 def bare_app(kind: str, upstream: str):
     """A raw-ASGI pass-through: read the body, POST it upstream on ONE shared client, relay status and body."""
@@ -80,7 +78,6 @@ def serve_bare(kind: str, port: int, upstream: str) -> None:
                 log_level="warning", access_log=False, lifespan="off")
 
 
-# --- processes -------------------------------------------------------------------------------
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -126,9 +123,10 @@ def wait_ready(base: str, proc: subprocess.Popen, log: Path, path: str = CHAT, t
 
 
 def http(base: str, path: str = CHAT) -> tuple[int, bytes]:
+    """POST the chat request to CHAT, or GET another path."""
     data = json.dumps(REQUEST).encode() if path == CHAT else None
-    req = urllib.request.Request(base + path, data=data, headers={"Content-Type": "application/json"})
     try:
+        req = urllib.request.Request(base + path, data=data, headers={"Content-Type": "application/json"})
         with urllib.request.urlopen(req, timeout=10) as resp:
             return resp.status, resp.read()
     except urllib.error.HTTPError as exc:
@@ -137,8 +135,8 @@ def http(base: str, path: str = CHAT) -> tuple[int, bytes]:
 
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process, all its threads."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    utime, stime = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[11:13]
+    return (int(utime) + int(stime)) / os.sysconf("SC_CLK_TCK")
 
 
 def ensure_tools() -> None:
@@ -146,22 +144,15 @@ def ensure_tools() -> None:
         return
     if os.geteuid() != 0:
         sys.exit("nginx and wrk are needed: run `sudo apt-get install -y wrk nginx-light`, then run this again.")
-    print("Installing wrk and nginx-light with apt-get ...", flush=True)
     subprocess.run(["apt-get", "install", "-y", "wrk", "nginx-light"], check=True, stdout=subprocess.DEVNULL)
 
 
 def start_nginx(procs: Procs, work: Path) -> str:
-    port = free_port()
-    body = json.dumps(RESPONSE, separators=(",", ":"))
-    conf = work / "nginx.conf"
-    conf.write_text(f"""worker_processes 1;
-daemon off;
-pid {work}/nginx.pid;
-error_log {work}/nginx-error.log warn;
+    port, body, conf = free_port(), json.dumps(RESPONSE, separators=(",", ":")), work / "nginx.conf"
+    conf.write_text(f"""worker_processes 1; daemon off; pid {work}/nginx.pid; error_log {work}/nginx-error.log warn;
 events {{ worker_connections 4096; }}
 http {{
-    access_log off;
-    keepalive_requests 10000000;
+    access_log off; keepalive_requests 10000000;
     client_body_temp_path {work}/body; proxy_temp_path {work}/proxy; fastcgi_temp_path {work}/fastcgi;
     uwsgi_temp_path {work}/uwsgi; scgi_temp_path {work}/scgi;
     server {{
@@ -171,13 +162,12 @@ http {{
             if ($request_method != POST) {{ return 405; }}
             return 200 '{body}';
         }}
-        location = /healthz {{ default_type text/plain; return 200 'ok'; }}
     }}
 }}
 """)
     log = work / "nginx.log"
     proc = procs.start(["nginx", "-p", str(work), "-e", str(work / "nginx-error.log"), "-c", str(conf)], log)
-    wait_ready(f"http://127.0.0.1:{port}", proc, log, "/healthz")
+    wait_ready(f"http://127.0.0.1:{port}", proc, log)
     return f"http://127.0.0.1:{port}"
 
 
@@ -189,15 +179,14 @@ def start_bare(procs: Procs, work: Path, kind: str, upstream: str) -> tuple[str,
 
 
 def keel_project(work: Path, upstream: str) -> Path:
+    """keel.toml for the mock: pricing_id makes Keel price gpt-4o-mini on the hot path."""
     project = work / "keel-project"
     project.mkdir()
     (project / "keel.toml").write_text(f"""default_model = "mock"
-
 [providers.mock]
 type = "openai"
 base_url = "{upstream}/v1"
 pricing_id = "openai"
-
 [models.mock]
 provider = "mock"
 model = "gpt-4o-mini"
@@ -217,31 +206,19 @@ def start_keel(procs: Procs, project: Path) -> tuple[str, subprocess.Popen]:
     return base, proc
 
 
-def count_traces(db: Path, expected: int, settle: float = 30) -> int | None:
-    """Rows in the store's `traces` table once the background writer has caught up, or has not moved for 5 s."""
-    last, moved, deadline = None, time.monotonic(), time.monotonic() + settle
-    while time.monotonic() < deadline:
-        count = None
+def count_traces(db: Path, expected: int, settle: float) -> int | None:
+    """Rows in the store's `traces` table, polled until they reach `expected` or `settle` seconds pass."""
+    count, deadline = None, time.monotonic() + settle
+    while (count is None or count < expected) and time.monotonic() < deadline:
+        time.sleep(0.5)
         with contextlib.suppress(sqlite3.Error), contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)) as con:
             count = con.execute("SELECT count(*) FROM traces").fetchone()[0]
-        if count is not None and count >= expected:
-            return count
-        if count != last:
-            last, moved = count, time.monotonic()
-        elif time.monotonic() - moved > 5:
-            break
-        time.sleep(0.5)
-    return last
-
-
-# --- load generation -------------------------------------------------------------------------
-
-UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3}
+    return count
 
 
 def _ms(text: str) -> float:
     value, unit = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text).groups()
-    return float(value) * UNITS[unit]
+    return float(value) * {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3}[unit]
 
 
 def run_wrk(url: str, threads: int, conns: int, seconds: float, script: Path) -> dict:
@@ -269,25 +246,19 @@ def measure(name: str, base: str, pid: int | None, args: argparse.Namespace, scr
         cell["cpu_us_per_req"] = (cpu_seconds(pid) - cpu) / cell["requests"] * 1e6 if pid else None
         total += cell["requests"]
         cells[conns] = cell
-        bad = f"  !! {cell['non_2xx']} non-2xx" if cell["non_2xx"] else ""
-        bad += f"  !! socket errors: {cell['socket_errors']}" if cell["socket_errors"] else ""
-        cpu_text = f"  {cell['cpu_us_per_req']:.0f} us CPU/req" if pid else ""
-        print(f"  {name:<8} c={conns:<3} p50 {cell['p50_ms']:.3f} ms  p99 {cell['p99_ms']:.3f} ms  "
-              f"{cell['rps']:>9,.0f} req/s{cpu_text}{bad}", flush=True)
+        notes = [f"{cell['cpu_us_per_req']:.0f} us CPU/req"] if pid else []
+        notes += [f"!! {cell['non_2xx']} non-2xx"] * bool(cell["non_2xx"]) + [f"!! socket errors: {cell['socket_errors']}"] * bool(cell["socket_errors"])
+        print(f"  {name:<8} c={conns:<3} p50 {cell['p50_ms']:.3f} ms  p99 {cell['p99_ms']:.3f} ms  {cell['rps']:>9,.0f} req/s{''.join('  ' + n for n in notes)}", flush=True)
     return cells, total
 
 
 def median_cells(rounds: list[dict]) -> dict:
     """Each figure's median over the rounds (one round: itself)."""
-    keys = ("p50_ms", "p99_ms", "rps", "cpu_us_per_req")
-    out = {}
-    for conns in rounds[0]:
-        out[conns] = {k: (statistics.median(r[conns][k] for r in rounds) if rounds[0][conns][k] is not None else None) for k in keys}
-        out[conns]["non_2xx"] = sum(r[conns]["non_2xx"] for r in rounds)
-    return out
+    med = lambda conns, k: None if rounds[0][conns][k] is None else statistics.median(r[conns][k] for r in rounds)  # noqa: E731
+    return {conns: {**{k: med(conns, k) for k in ("p50_ms", "p99_ms", "rps", "cpu_us_per_req")},
+                    "non_2xx": sum(r[conns]["non_2xx"] for r in rounds)} for conns in rounds[0]}
 
 
-# --- report ----------------------------------------------------------------------------------
 
 def report(results: dict, traces: dict | None) -> list[dict]:
     direct = results.get("direct")
@@ -300,6 +271,9 @@ def report(results: dict, traces: dict | None) -> list[dict]:
             added = f"{c['added_p50_ms']:>9.3f}{c['added_p99_ms']:>9.3f}" if direct else f"{'-':>9}{'-':>9}"
             cpu = f"{c['cpu_us_per_req']:>12.0f}" if c["cpu_us_per_req"] is not None else f"{'-':>12}"
             print(f"{name:<9}{conns:>5}{c['p50_ms']:>9.3f}{c['p99_ms']:>9.3f}{added}{c['rps']:>10,.0f}{cpu}")
+    for name, cells in results.items():
+        if any(c["non_2xx"] for c in cells.values()):
+            print(f"!! {name} answered non-2xx responses: its figures are not valid")
     checks = []
     bare, keel = results.get("aiohttp"), results.get("keel")
     if bare and keel:
@@ -314,11 +288,11 @@ def report(results: dict, traces: dict | None) -> list[dict]:
         for label, value, target, ok in checks:
             print(f"{label:<36}{value:>8.3f}  target {target:<8} {'PASS' if ok else 'FAIL'}")
     if traces:
-        ok = traces["recorded"] is not None and traces["recorded"] >= traces["requests"]
+        ok = traces["after_stop"] is not None and traces["after_stop"] >= traces["requests"]
         traces["ok"] = ok
-        print(f"\nkeel traces in the store: {traces['recorded']} for {traces['requests']} requests wrk completed "
-              f"(+ up to {traces['in_flight_max']} cut off in flight when wrk stops): "
-              f"{'OK' if ok else 'TRACES MISSING: RESULT NOT VALID'}")
+        print(f"\nkeel traces: {traces['requests']} requests completed (+ up to {traces['in_flight_max']} cut off in flight "
+              f"when wrk stops); in the store {traces['running']} while running (after <= 15 s), {traces['after_stop']} "
+              f"after a clean stop: {'OK' if ok else 'TRACES MISSING: RESULT NOT VALID'}")
     return [{"name": n, "value": v, "target": t, "pass": p} for n, v, t, p in checks]
 
 
@@ -343,14 +317,14 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="gw-", dir=OUT))
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started with SIGINT ignored
-    procs, runs, traces = Procs(), {}, None
+    procs, runs, traces, load = Procs(), {}, None, [os.getloadavg()[0]]
     try:
         script = work / "chat.lua"
         script.write_text(f"wrk.method = \"POST\"\nwrk.body = '{json.dumps(REQUEST)}'\n"
                           f"wrk.headers[\"Content-Type\"] = \"application/json\"\n")
         upstream = start_nginx(procs, work)
-        print(f"nginx mock on {upstream}; {args.duration:g} s per cell after {args.warmup:g} s warm-up, "
-              f"{args.rounds} round(s); work dir {work}", flush=True)
+        print(f"nginx mock on {upstream}; {args.duration:g} s per cell after {args.warmup:g} s warm-up, {args.rounds} "
+              f"round(s); load average {load[0]:.2f} on {os.cpu_count()} CPUs; work dir {work}", flush=True)
         servers = {"direct": (upstream, None)} if "direct" in targets else {}
         for kind in ("aiohttp", "httpx"):
             if kind == "httpx" and kind in targets and subprocess.run([sys.executable, "-c", "import httpx"], capture_output=True).returncode:
@@ -367,15 +341,18 @@ def main() -> None:
                 runs.setdefault(name, []).append(cells)
                 keel_requests += total if name == "keel" else 0
         if "keel" in servers:
-            procs.stop(servers["keel"][1])  # a clean stop lets the recorder flush
             db = project / ".keel" / "keel.db"
-            traces = {"requests": keel_requests, "in_flight_max": args.rounds * sum(2 * c for _, c in CELLS),
-                      "recorded": count_traces(db, keel_requests), "db": str(db)}
+            traces = {"requests": keel_requests, "in_flight_max": args.rounds * sum(2 * c for _, c in CELLS), "db": str(db),
+                      "running": count_traces(db, keel_requests, settle=15)}
+            procs.stop(servers["keel"][1])  # a clean stop lets the recorder flush the rest
+            traces["after_stop"] = count_traces(db, keel_requests, settle=10)
     finally:
         procs.stop_all()
+    load.append(os.getloadavg()[0])
     results = {name: median_cells(rounds) for name, rounds in runs.items()}
     checks = report(results, traces)
-    data = {"duration_s": args.duration, "warmup_s": args.warmup, "rounds": args.rounds, "cpus": os.cpu_count(),
+    print(f"load average at start/end: {load[0]:.2f}/{load[1]:.2f} on {os.cpu_count()} CPUs (other work on the machine skews absolute figures)")
+    data = {"duration_s": args.duration, "warmup_s": args.warmup, "rounds": args.rounds, "cpus": os.cpu_count(), "loadavg": load,
             "results": {n: {str(c): v for c, v in cells.items()} for n, cells in results.items()},
             "runs": runs, "checks": checks, "traces": traces}
     path = OUT / "gateway_overhead.json"

@@ -31,6 +31,7 @@ class AsyncClient:
         self.settings = settings or load_settings()
         self.source = source
         self._providers: dict[str, Provider] = {}
+        self._targets: dict[str, Target] = {}
         self._recorder: Any = None
         self.prices = PriceBook(_price_overrides(self.settings))
         self._record = record
@@ -75,6 +76,12 @@ class AsyncClient:
 
     def resolve(self, name: str) -> Target:
         """A model name → provider + upstream model id: an alias, or `provider/model-id`."""
+        target = self._targets.get(name)
+        if target is None:
+            target = self._targets[name] = self._resolve(name)
+        return target
+
+    def _resolve(self, name: str) -> Target:
         alias = self.settings.models.get(name)
         if alias is not None:
             return self._target(name, alias.provider, alias.model)
@@ -144,6 +151,7 @@ class AsyncClient:
         for provider in self._providers.values():
             await provider.aclose()
         self._providers.clear()
+        self._targets.clear()
         if self._recorder is not None:
             self._recorder.close()
             self._recorder = None

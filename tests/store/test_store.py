@@ -159,6 +159,13 @@ def test_unknown_cost_stays_none_and_empty_documents_stay_null(store: Store) -> 
         assert connection.execute(text("SELECT count(*) FROM traces WHERE response IS NULL")).scalar_one() == 1
 
 
+def test_documents_that_are_not_objects_still_round_trip(store: Store) -> None:
+    trace = make_trace(tags="not an object", response=["a", 1])
+    store.insert_traces([trace])
+    stored = store.get_trace(trace["id"])
+    assert stored is not None and stored["tags"] == "not an object" and stored["response"] == ["a", 1]
+
+
 def test_inserting_an_id_twice_is_a_no_op(store: Store) -> None:
     first = make_trace(model="first")
     assert store.insert_traces([first]) == 1
@@ -228,10 +235,11 @@ def test_sqlite_path_that_cannot_be_created(tmp_path: Path) -> None:
         open_store(f"sqlite:///{tmp_path / 'file' / 'keel.db'}")
 
 
-@pytest.mark.parametrize("url", ["mysql://localhost/keel", "not a url"])
+@pytest.mark.parametrize("url", ["mysql://localhost/keel", "not a url", "postgresql://u:s3cret@host:port/db"])
 def test_unsupported_urls(url: str) -> None:
-    with pytest.raises(StoreError, match="KEEL_STORE_URL"):
+    with pytest.raises(StoreError, match="KEEL_STORE_URL") as caught:
         open_store(url)
+    assert "s3cret" not in str(caught.value)
 
 
 def test_sqlite_uses_wal_and_a_busy_timeout(tmp_path: Path) -> None:

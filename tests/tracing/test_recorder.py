@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -15,12 +14,13 @@ import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import orjson
 import pytest
 from testenv import PG_URL
 from sqlalchemy.engine import make_url
 
 from keel.store import open_store
-from keel.store.testing import temporary_database
+from keel.store.testing import TcpProxy, temporary_database
 from keel.tracing import Recorder
 
 WAIT = 30.0  # generous upper bound for waiting on the writer; never an assertion on speed
@@ -44,6 +44,19 @@ def record_many(recorder: Recorder, count: int) -> list[str]:
 def stored_ids(url: str) -> list[str]:
     with open_store(url) as store:
         return [t["id"] for t in store.list_traces(limit=1_000_000)]
+
+
+def line(record: dict[str, object]) -> bytes:
+    return orjson.dumps(record) + b"\n"
+
+
+def leave_dead_journal(root: Path, segment: bytes) -> Path:
+    """What a process killed mid-write leaves: its directory, an unlocked lock, a segment."""
+    dead = root / "999999-deadbeef"
+    dead.mkdir(parents=True)
+    (dead / "lock").touch()
+    (dead / "00000001.jsonl").write_bytes(segment)
+    return dead
 
 
 def journal_files(journal: Path) -> list[Path]:
@@ -160,65 +173,10 @@ def test_read_only_sqlite_store_until_restored(
     assert sorted(stored_ids(sqlite_url)) == sorted(ids)
 
 
-class TcpProxy:
-    """Forwards 127.0.0.1:<port> to a target; stop() refuses and cuts connections, start() resumes."""
-
-    def __init__(self, target: tuple[str, int]) -> None:
-        self.target, self.port = target, 0
-        self._sockets: list[socket.socket] = []
-        self._listener: socket.socket | None = None
-
-    def start(self) -> None:
-        listener = socket.socket()
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind(("127.0.0.1", self.port))
-        listener.listen()
-        self.port, self._listener = listener.getsockname()[1], listener
-        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
-
-    def stop(self) -> None:
-        assert self._listener is not None
-        self._listener.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept(); close() alone would not
-        self._listener.close()
-        for sock in self._sockets:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            sock.close()
-        self._sockets.clear()
-
-    def _accept(self, listener: socket.socket) -> None:
-        while True:
-            try:
-                client, _ = listener.accept()
-            except OSError:
-                return
-            upstream = socket.create_connection(self.target)
-            self._sockets += [client, upstream]
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
-
-    @staticmethod
-    def _pump(source: socket.socket, sink: socket.socket) -> None:
-        try:
-            while data := source.recv(65536):
-                sink.sendall(data)
-        except OSError:
-            pass
-        try:
-            sink.shutdown(socket.SHUT_WR)
-        except OSError:
-            pass
-
-
 @pytest.mark.postgres
 def test_postgres_outage_spools_and_catches_up(recorders: Callable[..., Recorder], tmp_path: Path) -> None:
-    with temporary_database(PG_URL) as url:
-        real = make_url(url)
-        proxy = TcpProxy((real.host or "127.0.0.1", real.port or 5432))
-        proxy.start()
-        via_proxy = real.set(port=proxy.port).render_as_string(hide_password=False)
+    with temporary_database(PG_URL) as url, TcpProxy(_host_port(url)) as proxy:
+        via_proxy = make_url(url).set(port=proxy.port).render_as_string(hide_password=False)
         recorder = recorders(via_proxy, tmp_path / "journal")
         before = record_many(recorder, 20)
         assert recorder.flush(WAIT) is True
@@ -230,10 +188,14 @@ def test_postgres_outage_spools_and_catches_up(recorders: Callable[..., Recorder
 
         proxy.start()
         assert recorder.flush(WAIT) is True
-        recorder.close()
-        proxy.stop()
+        assert recorder.close() is True
         ids = stored_ids(url)
         assert len(ids) == 50 and sorted(ids) == sorted(before + during)
+
+
+def _host_port(url: str) -> tuple[str, int]:
+    parsed = make_url(url)
+    return parsed.host or "127.0.0.1", parsed.port or 5432
 
 
 CHILD = """
@@ -260,10 +222,10 @@ def test_sigkill_loses_no_answered_record(
     with subprocess.Popen(args, stdout=subprocess.PIPE, text=True) as child:
         assert child.stdout is not None
         answered = []
-        for line in child.stdout:
-            if line.startswith("answered"):
-                answered.append(line.split()[1])
-            elif line.startswith("done"):
+        for output in child.stdout:
+            if output.startswith("answered"):
+                answered.append(output.split()[1])
+            elif output.startswith("done"):
                 break
         child.send_signal(signal.SIGKILL)
         child.wait(WAIT)
@@ -281,14 +243,8 @@ def test_sigkill_loses_no_answered_record(
 def test_torn_trailing_line_is_skipped_with_a_warning(
     recorders: Callable[..., Recorder], sqlite_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    import orjson
-
-    dead = tmp_path / "journal" / "999999-deadbeef"
-    dead.mkdir(parents=True)
-    (dead / "lock").touch()
     whole = [trace() for _ in range(3)]
-    torn = orjson.dumps(trace())[:40]
-    (dead / "00000001.jsonl").write_bytes(b"".join(orjson.dumps(t) + b"\n" for t in whole) + torn)
+    dead = leave_dead_journal(tmp_path / "journal", b"".join(map(line, whole)) + line(trace())[:40])
 
     recorder = recorders(sqlite_url, tmp_path / "journal")
     assert recorder.recover() == 1
@@ -301,12 +257,8 @@ def test_torn_trailing_line_is_skipped_with_a_warning(
 def test_the_first_record_recovers_dead_journals(
     recorders: Callable[..., Recorder], sqlite_url: str, tmp_path: Path
 ) -> None:
-    import orjson
-
-    dead = tmp_path / "journal" / "999999-deadbeef"
-    dead.mkdir(parents=True)
     left = trace()
-    (dead / "00000001.jsonl").write_bytes(orjson.dumps(left) + b"\n")
+    leave_dead_journal(tmp_path / "journal", line(left))
     recorder = recorders(sqlite_url, tmp_path / "journal")
     recorder.record(new := trace())
     deadline = time.monotonic() + WAIT

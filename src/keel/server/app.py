@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -38,6 +39,10 @@ class Gateway:
     @contextlib.asynccontextmanager
     async def _lifespan(self, app: Any) -> AsyncIterator[None]:
         self.client.recover()
+        # Everything loaded so far lives as long as the process: keep it out of the collector,
+        # whose full passes over ~100k start-up objects were most of the gateway's p99 (measured).
+        gc.collect()
+        gc.freeze()
         yield
         await self.client.aclose()
 

@@ -4,7 +4,7 @@
     migrations/        Alembic revisions that build that shape, run by `open_store`
     migrate.py         running them programmatically, with a lock against concurrent openers
     sql.py             `Store`: reads and writes over one engine, for both dialects
-    testing.py         throw-away PostgreSQL databases for tests
+    testing.py         for tests: throw-away PostgreSQL databases, a proxy that cuts one off
 
 Importing this package imports SQLAlchemy: `import keel` does not import it.
 """

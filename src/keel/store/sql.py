@@ -1,13 +1,16 @@
 """The trace store: SQLAlchemy Core over SQLite or PostgreSQL, through one code path.
 
-Writes go through `insert_trace_lines`: a batch of JSON lines becomes one statement that lets the
+Writes go through `insert_trace_jsonl`: a batch of JSON lines becomes one statement that lets the
 database unpack the rows (`json_each` on SQLite, `json_populate_recordset` on PostgreSQL), so a
 batch of a thousand traces costs one round trip and no per-row Python work.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+import re
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -24,8 +27,7 @@ from .schema import traces
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
 PG_CONNECT_TIMEOUT_S = 5
-_CHUNK = 1000  # rows per INSERT statement
-_FIX = "Start the database or set KEEL_STORE_URL."
+_CHUNK_BYTES = 1 << 20  # JSON per INSERT statement
 
 
 def open_store(url: str) -> Store:
@@ -33,9 +35,9 @@ def open_store(url: str) -> Store:
     engine = create_store_engine(url)
     shown = _shown(engine.url)
     try:
-        with _failures(f"cannot connect to the trace store at {shown}", _FIX, engine.url):
+        with _failures(f"cannot connect to the trace store at {shown}", engine.url):
             engine.connect().close()
-        with _failures(f"cannot migrate the trace store at {shown}", _FIX, engine.url):
+        with _failures(f"cannot migrate the trace store at {shown}", engine.url):
             migrate.upgrade(engine)
     except CommandError as exc:
         engine.dispose()
@@ -56,9 +58,10 @@ def create_store_engine(url: str) -> Engine:
     """An engine with Keel's settings: SQLite in WAL mode with a busy timeout; psycopg 3 for PostgreSQL."""
     try:
         parsed = make_url(url)
-    except ArgumentError as exc:
-        raise StoreError(f"invalid trace store URL {url!r}: {exc}. Use sqlite:///path/keel.db "
-                         "or postgresql://user@host/db in KEEL_STORE_URL.", url=url) from exc
+    except (ArgumentError, ValueError) as exc:
+        shown = re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
+        raise StoreError(f"invalid trace store URL {shown!r}: use sqlite:///path/keel.db or "
+                         "postgresql://user@host/db in KEEL_STORE_URL.", url=shown) from exc
     if parsed.drivername in ("postgresql", "postgres"):
         parsed = parsed.set(drivername="postgresql+psycopg")
     options: dict[str, Any] = {"json_serializer": _json_text, "json_deserializer": orjson.loads}
@@ -90,17 +93,17 @@ class Store:
 
     def insert_traces(self, records: Iterable[dict[str, Any]]) -> int:
         """Insert trace records; ids already present are skipped. Returns how many were new."""
-        return self.insert_trace_lines([_json_bytes(record) for record in records])
+        return self.insert_trace_jsonl(b"".join(_json_line(record) for record in records))
 
-    def insert_trace_lines(self, lines: Sequence[bytes]) -> int:
-        """Insert traces given as JSON objects, one per item (journal lines). Returns how many were new.
+    def insert_trace_jsonl(self, jsonl: bytes | bytearray) -> int:
+        """Insert traces given as JSON lines (the journal's format). Returns how many were new.
 
         Raises StoreError with `retryable=False` when the database rejects the data itself.
         """
         inserted = 0
         with self._failures("cannot write to"), self.engine.begin() as connection:
-            for start in range(0, len(lines), _CHUNK):
-                rows = b"[" + b",".join(lines[start : start + _CHUNK]) + b"]"
+            for chunk in _chunks(jsonl):
+                rows = b"[" + chunk.rstrip(b"\n").replace(b"\n", b",") + b"]"
                 inserted += connection.execute(self._bulk_insert, {"rows": rows.decode()}).rowcount
         return inserted
 
@@ -148,11 +151,11 @@ class Store:
         return f"Store({self.url!r})"
 
     def _failures(self, action: str) -> Any:
-        return _failures(f"{action} the trace store at {self.url}", _FIX, self.engine.url)
+        return _failures(f"{action} the trace store at {self.url}", self.engine.url)
 
 
 @contextmanager
-def _failures(what: str, fix: str, url: URL) -> Iterator[None]:
+def _failures(what: str, url: URL) -> Iterator[None]:
     """Turn database and file-system errors into StoreError: what failed, why, and what to do."""
     try:
         yield
@@ -160,7 +163,7 @@ def _failures(what: str, fix: str, url: URL) -> Iterator[None]:
         reason = _reason(exc, url)
         raise StoreError(f"{what}: the database rejected the data: {reason}", url=_shown(url), retryable=False) from exc
     except (SQLAlchemyError, OSError) as exc:
-        raise StoreError(f"{what}: {_reason(exc, url)}. {fix}", url=_shown(url), retryable=True) from exc
+        raise StoreError(f"{what}: {_reason(exc, url)}. {_fix(url)}", url=_shown(url), retryable=True) from exc
 
 
 def _bulk_insert_statement(engine: Engine) -> TextClause:
@@ -172,8 +175,10 @@ def _bulk_insert_statement(engine: Engine) -> TextClause:
         source = f"SELECT {columns} FROM json_populate_recordset(NULL::{table}, CAST(:rows AS json))"
     else:
         documents = {c.name for c in traces.columns if isinstance(c.type, JSON)}
+        # Documents as JSON text (SQL NULL for null or missing); scalars as SQL values.
         values = ", ".join(
-            f"NULLIF(value -> '$.{name}', 'null')" if name in documents else f"value ->> '$.{name}'"
+            f"NULLIF(json_quote(json_extract(value, '$.{name}')), 'null')" if name in documents
+            else f"json_extract(value, '$.{name}')"
             for name in names
         )
         # "WHERE true" keeps SQLite's parser from reading ON CONFLICT as part of the SELECT.
@@ -188,14 +193,28 @@ def _configure_sqlite(engine: Engine) -> None:
         # emits BEGIN below instead, so migrations are transactional too.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        for pragma in ("journal_mode=WAL", f"busy_timeout={SQLITE_BUSY_TIMEOUT_MS}", "synchronous=NORMAL",
-                       "foreign_keys=ON"):
+        for pragma in (f"busy_timeout={SQLITE_BUSY_TIMEOUT_MS}", "synchronous=NORMAL", "foreign_keys=ON"):
             cursor.execute(f"PRAGMA {pragma}")
+        _enable_wal(cursor)
         cursor.close()
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
         connection.exec_driver_sql(connection.get_execution_options().get("sqlite_begin", "BEGIN"))
+
+
+def _enable_wal(cursor: Any) -> None:
+    """Switch to WAL (it persists in the file). Openers racing on a fresh file get "database is
+    locked" at once, without the busy timeout: wait and retry."""
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
 
 
 def _make_parent_dir(url: URL) -> None:
@@ -207,6 +226,12 @@ def _make_parent_dir(url: URL) -> None:
     except OSError as exc:
         raise StoreError(f"cannot create the directory of the trace store at {_shown(url)}: {exc}. "
                          "Check the path or set KEEL_STORE_URL.", url=_shown(url), retryable=True) from exc
+
+
+def _fix(url: URL) -> str:
+    if url.get_backend_name() == "sqlite":
+        return "Check that the file and its directory exist and are writable, or set KEEL_STORE_URL."
+    return "Start the database or set KEEL_STORE_URL."
 
 
 def _shown(url: URL) -> str:
@@ -223,8 +248,18 @@ def _is_hex(value: str) -> bool:
     return all(c in "0123456789abcdef" for c in value)
 
 
-def _json_bytes(value: Any) -> bytes:
-    return orjson.dumps(value, default=str)
+def _json_line(value: Any) -> bytes:
+    return orjson.dumps(value, default=str, option=orjson.OPT_APPEND_NEWLINE)
+
+
+def _chunks(jsonl: bytes | bytearray) -> Iterator[bytes | bytearray]:
+    """Slices of about _CHUNK_BYTES, each ending at a line end: one INSERT statement each."""
+    start, size = 0, len(jsonl)
+    while start < size:
+        end = jsonl.find(b"\n", min(start + _CHUNK_BYTES, size - 1))
+        end = size if end == -1 else end + 1
+        yield jsonl[start:end]
+        start = end
 
 
 def _json_text(value: Any) -> str:

@@ -31,13 +31,13 @@ _APPEND = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
 
 @dataclass
 class Batch:
-    """Records written (or to write) in one statement; `path` is deleted once they are committed.
+    """Records written (or to write) in one go; `path` is deleted once they are committed.
 
-    `lines` is None when the records are read back from `path` (a dead process's segment, or
-    ours after a failed attempt: the file holds them, memory need not).
+    `data` (JSON lines) is None when the records are read back from `path`: a dead process's
+    segment, or ours after a failed attempt (the file holds them, memory need not).
     """
 
-    lines: list[bytes] | None
+    data: bytes | bytearray | None
     path: Path | None
     #: This recorder's record count when the batch was cut; None for another process's records.
     seq: int | None = None
@@ -45,10 +45,10 @@ class Batch:
     on_disk: bool = True
     on_done: Callable[[], None] | None = field(default=None, repr=False)
 
-    def load(self) -> list[bytes]:
-        if self.lines is not None:
-            return self.lines
-        return read_segment(self.path) if self.path is not None else []
+    def load(self) -> bytes | bytearray:
+        if self.data is not None:
+            return self.data
+        return read_segment(self.path) if self.path is not None else b""
 
     def committed(self) -> None:
         if self.path is not None:
@@ -56,9 +56,9 @@ class Batch:
         if self.on_done is not None:
             self.on_done()
 
-    def forget_lines(self) -> None:
+    def forget_data(self) -> None:
         if self.on_disk and self.path is not None:
-            self.lines = None
+            self.data = None
 
 
 class Journal:
@@ -69,7 +69,7 @@ class Journal:
         name = f"{os.getpid()}-{secrets.token_hex(4)}"
         # Built under a hidden name and renamed once locked, so nobody can claim it half-made.
         building = root / f".{name}"
-        building.mkdir()
+        building.mkdir(mode=0o700)  # traces hold prompts and answers: private to this user
         self._lock_fd = os.open(building / LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         self.path = root / name
@@ -105,30 +105,34 @@ class DeadJournal:
 
     def __init__(self, path: Path, lock_fd: int) -> None:
         self.path = path
-        self._lock_fd = lock_fd
+        self._lock_fd: int | None = lock_fd
         self.segments = sorted(path.glob("*.jsonl"))
         self._remaining = len(self.segments)
 
     def batches(self) -> list[Batch]:
         return [Batch(None, segment, on_done=self._segment_done) for segment in self.segments]
 
+    @property
+    def finished(self) -> bool:
+        return self._remaining == 0
+
     def release(self) -> None:
         """Delete what is left (only called when every segment is imported) and unlock."""
+        if self._lock_fd is None:
+            return  # abandoned meanwhile: someone else will finish the job
         try:
             _unlink(self.path / LOCK_NAME)
             self.path.rmdir()
         except OSError as exc:
             log.warning("could not remove the trace journal %s: %s", self.path, exc)
         finally:
-            os.close(self._lock_fd)
-
-    @property
-    def finished(self) -> bool:
-        return self._remaining == 0
+            self.abandon()
 
     def abandon(self) -> None:
         """Unlock without deleting, so that a later recorder imports what is left."""
-        os.close(self._lock_fd)
+        fd, self._lock_fd = self._lock_fd, None
+        if fd is not None:
+            os.close(fd)
 
     def _segment_done(self) -> None:
         self._remaining -= 1
@@ -155,12 +159,12 @@ def claim_dead(root: Path, own: Path | None) -> list[DeadJournal]:
     return claimed
 
 
-def read_segment(path: Path) -> list[bytes]:
+def read_segment(path: Path) -> bytes:
     """The complete JSON-object lines of a segment; a torn or corrupt line is skipped with a warning."""
     try:
         data = path.read_bytes()
     except FileNotFoundError:
-        return []  # imported and deleted by another claimer
+        return b""  # imported and deleted by another claimer
     lines = data.split(b"\n")
     tail = lines.pop()  # b"" when the file ends with a newline
     if tail:
@@ -169,14 +173,14 @@ def read_segment(path: Path) -> list[bytes]:
     skipped = sum(1 for line in lines if line) - len(good)
     if skipped:
         log.warning("skipping %d corrupt line(s) in the trace journal %s", skipped, path)
-    return good
+    return b"".join(line + b"\n" for line in good)
 
 
 def append_rejected(root: Path, lines: list[bytes]) -> None:
     """Keep lines the store refused, for a human to look at."""
     fd = os.open(root / REJECTED_NAME, _APPEND, 0o600)
     try:
-        os.write(fd, b"".join(line if line.endswith(b"\n") else line + b"\n" for line in lines))
+        os.write(fd, b"".join(line + b"\n" for line in lines))
     finally:
         os.close(fd)
 

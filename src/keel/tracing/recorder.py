@@ -27,6 +27,7 @@ log = logging.getLogger("keel.tracing")
 
 _NEWLINE = orjson.OPT_APPEND_NEWLINE
 _EXIT_TIMEOUT = 5.0  # at interpreter exit: what is not written by then stays in the journal
+_EXIT_TIMEOUT_FAILING = 0.5
 
 
 class Recorder:
@@ -49,16 +50,17 @@ class Recorder:
         """Keep `record` (the hot path: one serialisation and one write). Never raises."""
         try:
             line = orjson.dumps(record, default=str, option=_NEWLINE)
-        except Exception as exc:
-            log.error("dropping a trace record that cannot be serialised (%s): %.200r", exc, record)
+        except Exception as exc:  # not the record itself in the log: it may hold personal data
+            trace_id = record.get("id") if isinstance(record, dict) else None
+            log.error("dropping trace %s: it cannot be serialised (%s)", trace_id, exc)
             return
         try:
             with self._lock:
                 if self._writer is None:
                     self._start(recover=True)
                 if self._fd is not None:
-                    self._append(line)
-                self._pending.append(line)
+                    self._append(self._fd, line)
+                self._pending += line
                 self._seq += 1
         except Exception:
             log.exception("the trace recorder failed to keep a record")
@@ -111,12 +113,11 @@ class Recorder:
     def __exit__(self, *_: object) -> None:
         self.close()
 
-    def _append(self, line: bytes) -> None:
-        assert self._fd is not None
+    def _append(self, fd: int, line: bytes) -> None:
         try:
-            if os.write(self._fd, line) == len(line):
+            if os.write(fd, line) == len(line):
                 return
-            os.write(self._fd, b"\n")  # end the torn line, so that the next one stays readable
+            os.write(fd, b"\n")  # end the torn line, so that the next one stays readable
             problem: object = "short write"
         except OSError as exc:
             problem = exc
@@ -127,16 +128,18 @@ class Recorder:
 
     def _start(self, *, recover: bool) -> None:
         """Create the journal and the writer thread. Called with the lock held."""
-        try:
-            self._journal = Journal(self.journal_dir)
-            self._segment, self._fd = self._journal.new_segment()
-        except OSError as exc:
-            log.error("cannot create the trace journal under %s (%s): traces are kept in memory until "
-                      "written, and lost if the process dies first", self.journal_dir, exc)
-            self._on_disk = False
+        if self._journal is None:
+            try:
+                self._journal = Journal(self.journal_dir)
+                self._segment, self._fd = self._journal.new_segment()
+            except OSError as exc:
+                log.error("cannot create the trace journal under %s (%s): traces are kept in memory "
+                          "until written, and lost if the process dies first", self.journal_dir, exc)
+                self._on_disk = False
         on_start = self._claim_dead if recover else None
-        self._writer = BatchWriter(self.store_url, self.journal_dir, self._take_batch, self.flush_interval, on_start)
-        self._writer.start()
+        writer = BatchWriter(self.store_url, self.journal_dir, self._take_batch, self.flush_interval, on_start)
+        writer.start()
+        self._writer = writer
         atexit.register(self._close_at_exit)
 
     def _take_batch(self) -> Batch | None:
@@ -145,7 +148,7 @@ class Recorder:
             if not self._pending:
                 return None
             batch = Batch(self._pending, self._segment, self._seq, self._on_disk)
-            self._pending = []
+            self._pending = bytearray()
             old_fd = None
             if self._journal is not None:
                 try:
@@ -164,14 +167,16 @@ class Recorder:
         return claim_dead(self.journal_dir, self._journal.path if self._journal else None)
 
     def _close_at_exit(self) -> None:
-        self.close(_EXIT_TIMEOUT)
+        # With the store down, do not hold up the exit: the journal keeps the records for next time.
+        writer = self._writer
+        self.close(_EXIT_TIMEOUT_FAILING if writer is not None and writer.failing else _EXIT_TIMEOUT)
 
     def _clear(self) -> None:
         self._journal: Journal | None = None
         self._segment: Path | None = None
         self._fd: int | None = None
         self._on_disk = True  # every line of the current segment reached the file
-        self._pending: list[bytes] = []
+        self._pending = bytearray()  # the lines since the last batch: cheaper than a list of them
         self._seq = 0
         self._writer: BatchWriter | None = None
 

@@ -81,6 +81,11 @@ class BatchWriter:
         return self._committed
 
     @property
+    def failing(self) -> bool:
+        """The last attempt to write failed (the store is down or refuses writes)."""
+        return self._failing
+
+    @property
     def idle(self) -> bool:
         with self._cond:
             return not self._own and not self._imports
@@ -142,7 +147,7 @@ class BatchWriter:
         try:
             self._write(batch.load())
         except Exception as exc:
-            batch.forget_lines()
+            batch.forget_data()
             self._failed(exc)
             return False
         if self._failing:
@@ -151,30 +156,30 @@ class BatchWriter:
         self._backoff = 0.0
         return True
 
-    def _write(self, lines: list[bytes]) -> None:
-        if not lines:
+    def _write(self, jsonl: bytes | bytearray) -> None:
+        if not jsonl:
             return
         if self._store is None:
             from ..store import open_store  # here: `import keel` must not import SQLAlchemy
 
             self._store = open_store(self._store_url)
         try:
-            self._store.insert_trace_lines(lines)
+            self._store.insert_trace_jsonl(jsonl)
         except StoreError as exc:
             if getattr(exc, "retryable", True):
                 raise
-            self._write_one_by_one(self._store, lines)
+            self._write_one_by_one(self._store, [line for line in jsonl.split(b"\n") if line])
 
     def _write_one_by_one(self, store: Store, lines: list[bytes]) -> None:
         """Find the records the database refuses, keep them aside, and store the others."""
         rejected, reason = [], None
         for line in lines:
             try:
-                store.insert_trace_lines([line])
+                store.insert_trace_jsonl(line)
             except StoreError as exc:
                 if getattr(exc, "retryable", True):
                     raise
-                rejected.append(line)
+                rejected.append(bytes(line))
                 reason = exc
         if not rejected:
             return
