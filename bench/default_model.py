@@ -95,7 +95,8 @@ async def measure(provider: LocalProvider, name: str, path: Path) -> Result:
 
 
 async def extract(provider: LocalProvider, path: Path, seed: int, result: Result) -> None:
-    request = ask(EXTRACT, max_tokens=80, temperature=0.7, seed=seed, response_format=ResponseFormat.from_schema(PERSON))
+    schema = ResponseFormat.from_schema(PERSON)
+    request = ask(EXTRACT, max_tokens=80, temperature=0.7, seed=seed, response_format=schema)
     try:
         response = await provider.complete(request, str(path))
     except OutputValidationError as exc:
@@ -123,7 +124,7 @@ def report(results: list[Result]) -> None:
             print(f"  [{'ok' if ok else '--'}] {text}\n       -> {answer[:160]!r}")
         print(f"  JSON: {EXTRACT}")
         for sample in r.json_samples:
-            print(f"       -> {sample[:160]}")
+            print(f"       -> {' '.join(sample.split())[:160]}")
 
 
 async def main() -> None:

@@ -16,6 +16,7 @@ thread used during the call (where streamed chunks are turned into Keel Chunks).
 from __future__ import annotations
 
 import asyncio
+import os
 import statistics
 import sys
 import time
@@ -89,18 +90,20 @@ def timed(call: Callable[[], int]) -> tuple[float, float, float]:
 
 
 def main(rounds: int) -> None:
+    load_at_start = os.getloadavg()[0]
     provider = LocalProvider("local", ProviderSettings(type="local", n_parallel=2))
     with asyncio.Runner() as loop:  # one long-lived event loop, as in a server
         engine = loop.run(provider.engine())
         timer = TimedServer(engine.server)
         ways: dict[str, Callable[[], int]] = {
             "raw handle_chat_completions": lambda: raw_complete(engine),
-            "raw, streaming": lambda: raw_stream(engine),
             "LocalProvider.complete": lambda: loop.run(keel_complete(provider)),
+            "raw, streaming": lambda: raw_stream(engine),
             "LocalProvider.stream": lambda: loop.run(keel_stream(provider)),
         }
         speeds, added, loop_cpu = measure(ways, rounds, engine, timer)
     report(speeds, added, loop_cpu, rounds)
+    print(f"load average at start/end: {load_at_start:.2f}/{os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
 
 
 Samples = dict[str, list[float]]
@@ -114,8 +117,9 @@ def measure(ways: dict[str, Callable[[], int]], rounds: int, engine: Engine, tim
     added: dict[str, list[float]] = {name: [] for name in ways if name.startswith("LocalProvider")}
     loop_cpu: dict[str, list[float]] = {name: [] for name in added}
     real = engine.server
-    for _ in range(rounds):
-        for name, call in ways.items():
+    for index in range(rounds):
+        order = list(ways.items()) if index % 2 == 0 else list(reversed(ways.items()))  # cancels drift
+        for name, call in order:
             engine.server = timer if name in added else real
             speed, elapsed, cpu = timed(call)
             speeds[name].append(speed)
@@ -133,11 +137,11 @@ def report(speeds: Samples, added: Samples, loop_cpu: Samples, rounds: int) -> N
         "LocalProvider.stream": "raw, streaming",
         "raw, streaming": "raw handle_chat_completions",
     }
-    print(f"{MAX_TOKENS} tokens per call, {rounds} rounds, median tokens/s (min-max)")
+    print(f"{MAX_TOKENS} tokens per call, {rounds} rounds, median tokens/s (min-max), median of paired ratios")
     for name, values in speeds.items():
         line = f"  {name:<28} {median[name]:7.1f}  ({min(values):.1f}-{max(values):.1f})"
-        if name in baseline:
-            ratio = median[name] / median[baseline[name]]
+        if name in baseline:  # ratios of the calls made back to back in each round, then their median
+            ratio = statistics.median(a / b for a, b in zip(values, speeds[baseline[name]]))
             line += f"  ratio {ratio:.3f} vs {baseline[name]!r}: overhead {(1 - ratio) * 100:+.1f}%"
         print(line)
     print("Keel's own cost per call, median: wall time added around the engine call | event-loop CPU time")

@@ -32,6 +32,7 @@ class AsyncClient:
         self.source = source
         self._providers: dict[str, Provider] = {}
         self._targets: dict[str, Target] = {}
+        self._prompts: Any = None
         self._recorder: Any = None
         self.prices = PriceBook(_price_overrides(self.settings))
         self._record = record
@@ -71,6 +72,40 @@ class AsyncClient:
             source=self.source,
             raw_request=raw_request,
         )
+
+    def prompt(self, name: str, label: str | None = None) -> "PromptHandle":
+        """A prompt file called by name: `await client.prompt("summarize").run(text=...)`."""
+        return PromptHandle(self, name, label)
+
+    async def prepare_prompt(
+        self,
+        name: str,
+        *,
+        label: str | None = None,
+        variables: dict[str, Any] | None = None,
+        messages: Iterable[Message | dict[str, Any]] = (),
+        model: str | None = None,
+        **options: Any,
+    ) -> Call:
+        """Render prompt `name` (at `label`, else the file on disk) into a Call for the pipeline."""
+        spec, ref = await self.prompts.resolve(name, label)
+        rendered = spec.render(variables or {})
+        extra = [m.model_dump(exclude_none=True) if isinstance(m, Message) else m for m in messages]
+        params = {**spec.params, **{k: v for k, v in options.items() if v is not None}}
+        if "response_format" not in params and spec.response_format() is not None:
+            params["response_format"] = spec.response_format()
+        call = self.prepare(rendered + extra, model=model or spec.model, **params)
+        call.prompt = ref
+        return call
+
+    @property
+    def prompts(self) -> Any:
+        if self._prompts is None:
+            from .prompts.runtime import PromptResolver
+
+            s = self.settings
+            self._prompts = PromptResolver(s.prompts_dir, s.lock_path, s.effective_store_url)
+        return self._prompts
 
     # -- models and providers ----------------------------------------------------------------
 
@@ -155,12 +190,32 @@ class AsyncClient:
         if self._recorder is not None:
             self._recorder.close()
             self._recorder = None
+        if self._prompts is not None:
+            self._prompts.close()
+            self._prompts = None
 
     async def __aenter__(self) -> "AsyncClient":
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
+
+
+class PromptHandle:
+    """A prompt bound to a client: `run(**variables)` and `stream(**variables)`."""
+
+    def __init__(self, client: AsyncClient, name: str, label: str | None) -> None:
+        self.client, self.name, self.label = client, name, label
+
+    async def run(self, *, options: dict[str, Any] | None = None, **variables: Any) -> ChatResponse:
+        call = await self.client.prepare_prompt(self.name, label=self.label, variables=variables, **(options or {}))
+        return await self.client.pipeline.complete(call)
+
+    async def stream(self, *, options: dict[str, Any] | None = None, **variables: Any) -> AsyncIterator[Chunk]:
+        opts = {**(options or {}), "stream": True}
+        call = await self.client.prepare_prompt(self.name, label=self.label, variables=variables, **opts)
+        async for chunk in self.client.pipeline.stream(call):
+            yield chunk
 
 
 def _to_request(messages: MessagesLike | ChatRequest, model: str | None, params: dict[str, Any]) -> ChatRequest:

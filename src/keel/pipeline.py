@@ -37,8 +37,11 @@ class Call:
     source: str = "library"
     #: The request as the caller sent it (gateway), recorded instead of re-serialising `request`.
     raw_request: dict[str, Any] | None = None
-    #: Notes stages leave for the trace (e.g. attempts, cache hits).
+    #: Notes stages leave for the trace (e.g. attempts, cache hits); keys starting with "_" are
+    #: private to the stages and not recorded.
     notes: dict[str, Any] = field(default_factory=dict)
+    #: The prompt this call renders (a keel.prompts.runtime.PromptRef), when called by name.
+    prompt: Any = None
 
 
 class Stage:

@@ -43,6 +43,8 @@ class ProviderSettings(_Strict):
     timeout: float = Field(default=60.0, gt=0)
     #: Extra headers sent with every request (e.g. Azure's api-version goes in the URL instead).
     headers: dict[str, str] = Field(default_factory=dict)
+    #: At most this many calls in flight to this provider at once (None: unlimited).
+    max_concurrency: int | None = Field(default=None, ge=1)
     # Local provider only.
     model_path: str | None = None
     n_ctx: int = Field(default=4096, ge=256)
@@ -65,6 +67,23 @@ class ModelSettings(_Strict):
     model: str
     price: PriceSettings | None = None
     params: dict[str, Any] = Field(default_factory=dict)
+    #: Other model names (aliases or provider/model-id) tried in order when this one fails.
+    fallbacks: list[str] = Field(default_factory=list)
+
+
+class RoutingSettings(_Strict):
+    """Retries, deadlines and circuit breaking, for every model unless a call says otherwise."""
+
+    retries: int = Field(default=2, ge=0, le=20)
+    backoff_base: float = Field(default=0.5, gt=0)
+    backoff_max: float = Field(default=20.0, gt=0)
+    #: Seconds one attempt may take; the provider's own timeout applies too.
+    attempt_timeout: float | None = Field(default=None, gt=0)
+    #: Seconds the whole call (all retries and fallbacks) may take.
+    deadline: float | None = Field(default=120.0, gt=0)
+    circuit_failures: int = Field(default=5, ge=1)
+    circuit_window: float = Field(default=30.0, gt=0)
+    circuit_cooldown: float = Field(default=30.0, gt=0)
 
 
 class GatewaySettings(_Strict):
@@ -81,6 +100,7 @@ class Settings(_Strict):
     providers: dict[str, ProviderSettings] = Field(default_factory=dict)
     models: dict[str, ModelSettings] = Field(default_factory=dict)
     gateway: GatewaySettings = Field(default_factory=GatewaySettings)
+    routing: RoutingSettings = Field(default_factory=RoutingSettings)
     #: Where the settings were read from (None when running on defaults).
     source: Path | None = Field(default=None, exclude=True)
 
@@ -88,8 +108,19 @@ class Settings(_Strict):
     def state_dir(self) -> Path:
         if self.home is not None:
             return self.home
-        root = self.source.parent if self.source else Path.cwd()
-        return root / ".keel"
+        return self.project_dir / ".keel"
+
+    @property
+    def project_dir(self) -> Path:
+        return self.source.parent if self.source else Path.cwd()
+
+    @property
+    def prompts_dir(self) -> Path:
+        return self.project_dir / "prompts"
+
+    @property
+    def lock_path(self) -> Path:
+        return self.project_dir / "keel.lock"
 
     @property
     def effective_store_url(self) -> str:
@@ -124,6 +155,7 @@ def load_settings(path: Path | str | None = None, env: dict[str, str] | None = N
     data: dict[str, Any] = _read_toml(config_path) if config_path else {}
     data.update(_from_env(env, data))
     data.update({k: v for k, v in overrides.items() if v is not None})
+    _imply_builtin_types(data)
     try:
         settings = Settings.model_validate(data)
     except ValidationError as exc:
@@ -165,6 +197,16 @@ def _from_env(env: dict[str, str], data: dict[str, Any]) -> dict[str, Any]:
         providers["local"] = local
         out["providers"] = providers
     return out
+
+
+def _imply_builtin_types(data: dict[str, Any]) -> None:
+    """`[providers.local]` tunes the built-in provider: its `type` goes without saying."""
+    providers = data.get("providers")
+    if isinstance(providers, dict):
+        for name in ("local", "fake"):
+            entry = providers.get(name)
+            if isinstance(entry, dict) and "type" not in entry:
+                providers[name] = {"type": name, **entry}
 
 
 def _config_error(path: Path | None, exc: ValidationError) -> ConfigError:

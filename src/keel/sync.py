@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Coroutine, Iterator
+from collections.abc import AsyncIterator, Coroutine, Iterator
 from typing import Any, TypeVar
 
-from .client import AsyncClient, MessagesLike
+from .client import AsyncClient, MessagesLike, PromptHandle
 from .settings import Settings
 from .types import ChatRequest, ChatResponse, Chunk
 
@@ -39,15 +39,11 @@ class Client:
         return self._run(self._async.complete(messages, model=model, **options))
 
     def stream(self, messages: MessagesLike | ChatRequest, *, model: str | None = None, **options: Any) -> Iterator[Chunk]:
-        agen = self._async.stream(messages, model=model, **options)
-        try:
-            while True:
-                try:
-                    yield self._run(agen.__anext__())
-                except StopAsyncIteration:
-                    return
-        finally:
-            self._run(agen.aclose())
+        return self._iterate(self._async.stream(messages, model=model, **options))
+
+    def prompt(self, name: str, label: str | None = None) -> "SyncPromptHandle":
+        """A prompt file called by name: `client.prompt("summarize").run(text=...)`."""
+        return SyncPromptHandle(self, self._async.prompt(name, label))
 
     def provider(self, name: str) -> Any:
         return self._async.provider(name)
@@ -71,6 +67,27 @@ class Client:
 
     def _run(self, coro: Coroutine[Any, Any, T]) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+
+    def _iterate(self, agen: AsyncIterator[T]) -> Iterator[T]:
+        try:
+            while True:
+                try:
+                    yield self._run(agen.__anext__())  # type: ignore[arg-type]
+                except StopAsyncIteration:
+                    return
+        finally:
+            self._run(agen.aclose())  # type: ignore[attr-defined]
+
+
+class SyncPromptHandle:
+    def __init__(self, client: Client, handle: PromptHandle) -> None:
+        self._client, self._handle = client, handle
+
+    def run(self, *, options: dict[str, Any] | None = None, **variables: Any) -> ChatResponse:
+        return self._client._run(self._handle.run(options=options, **variables))
+
+    def stream(self, *, options: dict[str, Any] | None = None, **variables: Any) -> Iterator[Chunk]:
+        return self._client._iterate(self._handle.stream(options=options, **variables))
 
 
 async def _make(settings: Settings | None, record: bool) -> AsyncClient:

@@ -1,11 +1,11 @@
-"""The store, one suite over SQLite (a temporary file) and PostgreSQL (a fresh database per test)."""
+"""The store, one suite over SQLite and PostgreSQL (the fixtures are in conftest.py)."""
 
 from __future__ import annotations
 
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -15,20 +15,32 @@ from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from testenv import PG_URL
 from sqlalchemy import Engine, inspect, text
 
 from keel.errors import StoreError
-from keel.store import Store, create_store_engine, migrate, open_store
+from keel.store import Store, migrate, open_store
 from keel.store.schema import metadata
-from keel.store.testing import temporary_database
 
 #: Every revision, oldest first.
 REVISIONS = [r.revision for r in reversed(list(ScriptDirectory.from_config(Config(str(migrate.INI))).walk_revisions()))]
 
-#: Rows written at an older revision, to check that later migrations keep them. When adding
-#: revision 0002, add an entry for "0001" that inserts a trace with plain SQL.
-SEEDS: dict[str, Callable[[Engine], list[str]]] = {}
+
+SEED_0001_ID = "0001" + "a" * 28
+
+
+def seed_0001(engine: Engine) -> list[str]:
+    """A trace written with plain SQL at revision 0001, before the prompt and drift columns."""
+    with engine.begin() as connection:
+        connection.execute(text(
+            "INSERT INTO traces (id, started_at, model, status, tags) "
+            """VALUES (:id, 1700000000.5, 'small', 'ok', '{"team": "seed"}')"""
+        ), {"id": SEED_0001_ID})
+    return [SEED_0001_ID]
+
+
+#: Rows written at an older revision, to check that later migrations keep them: for each
+#: revision, a function that writes with plain SQL and returns the trace ids it wrote.
+SEEDS: dict[str, Callable[[Engine], list[str]]] = {"0001": seed_0001}
 
 
 def make_trace(**fields: Any) -> dict[str, Any]:
@@ -42,30 +54,9 @@ def make_trace(**fields: Any) -> dict[str, Any]:
         "prompt_tokens": 5, "completion_tokens": 1, "cached_tokens": None, "usage_estimated": False,
         "cost": Decimal("0.000012345"), "cost_source": "catalog", "currency": "USD", "status": "ok",
         "error_class": None, "error_message": None, "stream": False, "tags": {"team": "search"},
+        "prompt_name": None, "prompt_version": None, "prompt_label": None, "model_drift": None, "notes": None,
     }
     return trace | fields
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'not-yet-created' / 'keel.db'}"
-    else:
-        with temporary_database(PG_URL) as url:
-            yield url
-
-
-@pytest.fixture
-def store(store_url: str) -> Iterator[Store]:
-    with open_store(store_url) as store:
-        yield store
-
-
-@pytest.fixture
-def engine(store_url: str) -> Iterator[Engine]:
-    engine = create_store_engine(store_url)
-    yield engine
-    engine.dispose()
 
 
 # --- migrations -----------------------------------------------------------------------------
@@ -92,7 +83,8 @@ def test_upgrade_from_an_older_schema_keeps_the_data(engine: Engine, store_url: 
         with store.engine.connect() as connection:
             assert migrate.current_revision(connection) == REVISIONS[-1]
         for trace_id in seeded:
-            assert store.get_trace(trace_id) is not None
+            stored = store.get_trace(trace_id)
+            assert stored is not None and stored["started_at"] and stored["model"] and stored["tags"]
 
 
 def test_downgrade_to_base_and_back(store: Store, store_url: str) -> None:
@@ -138,7 +130,11 @@ def test_a_database_from_a_newer_keel_is_refused(engine: Engine, store_url: str)
 
 
 def test_a_trace_round_trips_field_for_field(store: Store) -> None:
-    trace = make_trace(ttft_ms=12.5, cached_tokens=3, stream=True, usage_estimated=True, fingerprint="fp_1")
+    notes = {"attempts": [{"provider": "fake", "model": "small", "error_class": "RateLimited", "error": "429",
+                           "delay": 0.5}], "answered_by": "fake/small", "cache": "hit"}
+    trace = make_trace(ttft_ms=12.5, cached_tokens=3, stream=True, usage_estimated=True, fingerprint="fp_1",
+                       prompt_name="summarize", prompt_version="ab" * 32, prompt_label="prod", model_drift=True,
+                       notes=notes)
     assert store.insert_traces([trace]) == 1
     assert store.get_trace(trace["id"]) == trace | {"cost": "0.000012345"}
 

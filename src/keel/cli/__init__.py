@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import click
@@ -21,19 +22,24 @@ err = Console(stderr=True)
 
 
 def _register() -> None:
-    from . import init, models, run, serve, traces
+    from . import init, lock, models, prompts, run, serve, traces
 
     app.command("init")(init.init)
     app.command("run")(run.run)
     app.command("serve")(serve.serve)
     app.command("models")(models.models)
     app.add_typer(traces.app, name="traces")
+    app.add_typer(prompts.app, name="prompts")
+    app.command("lock")(lock.lock)
+    app.command("check")(lock.check)
 
 
 def main(argv: list[str] | None = None) -> None:
     _register()
     try:
-        app(args=argv, standalone_mode=False)
+        code = app(args=argv, standalone_mode=False)
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except KeelError as exc:
         err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         sys.exit(1)
@@ -45,3 +51,13 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(130)
     except KeyboardInterrupt:
         sys.exit(130)
+    except Exception as exc:  # a bug in Keel: say so plainly, keep the trace for KEEL_DEBUG=1
+        if os.environ.get("KEEL_DEBUG"):
+            raise
+        err.print(
+            f"[bold red]internal error:[/] {type(exc).__name__}: {exc}. "
+            "This is a bug in Keel; rerun with KEEL_DEBUG=1 to see where it happened.",
+            highlight=False,
+            soft_wrap=True,
+        )
+        sys.exit(2)

@@ -53,6 +53,34 @@ model = "default"
 '''
 
 
+EXAMPLE_PROMPT = """\
+# A prompt file: versioned by its content, pinned with its model in keel.lock (`keel lock`).
+description: Extract a contact's name and email address from free text
+model: local
+params: {temperature: 0, max_tokens: 120, seed: 7}
+input:
+  text: string
+output:
+  type: object
+  properties:
+    name: {type: string, maxLength: 60}
+    email: {type: string, maxLength: 80}
+  required: [name, email]
+  additionalProperties: false
+messages:
+  - role: system
+    content: "{% include 'house_style.j2' %}"
+  - role: user
+    content: |
+      Extract the contact's name and email address from this text:
+      {{ text }}
+tags: [example]
+reference_input: {text: "Reach Ada Lovelace at ada@example.com about the engine."}
+"""
+
+EXAMPLE_PARTIAL = "You are a precise assistant. Answer only with what is asked.\n"
+
+
 def init(
     directory: Path = typer.Argument(Path("."), help="Project directory."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing keel.toml."),
@@ -63,7 +91,19 @@ def init(
         raise ConfigError(f"{target} already exists. Use --force to overwrite it.")
     if not directory.is_dir():
         raise ConfigError(f"{directory} is not a directory. Create it first.")
-    tmp = target.with_suffix(".toml.tmp")
-    tmp.write_text(STARTER, encoding="utf-8")
-    tmp.replace(target)
+    _write(target, STARTER)
+    prompts = directory / "prompts"
+    example = prompts / "extract_contact.prompt.yaml"
+    if not example.exists():
+        (prompts / "partials").mkdir(parents=True, exist_ok=True)
+        _write(prompts / "partials" / "house_style.j2", EXAMPLE_PARTIAL)
+        _write(example, EXAMPLE_PROMPT)
+        typer.echo(f"Wrote {example}")
     typer.echo(f"Wrote {target}")
+
+
+def _write(path: Path, text: str) -> None:
+    """Write atomically: a crash leaves the old file or the new one, never half of one."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)

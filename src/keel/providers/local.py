@@ -18,6 +18,7 @@ import threading
 import urllib.error
 import urllib.request
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -56,23 +57,25 @@ class Engine:
         params.n_ctx, params.n_parallel = key.n_ctx, key.n_parallel
         params.cpuparams.n_threads = params.cpuparams_batch.n_threads = key.n_threads
         params.verbosity, params.ui, params.endpoint_metrics = 0, False, True
-        if not model.has_chat_template:
-            # llama.cpp would fall back to ChatML, which base Gemma files answer with junk.
-            params.use_jinja = False
-            params.chat_template = "gemma" if model.architecture.startswith("gemma") else "chatml"
+        if model.fallback_template:  # llama.cpp's built-in format; "gemma" only works without jinja
+            params.use_jinja, params.chat_template = False, model.fallback_template
         # The server always listens on 127.0.0.1 and cannot be closed: lock it with a secret.
         self.api_key = secrets.token_urlsafe(32)
         params.api_keys = [self.api_key]
         try:
             self.server = xllamacpp.Server(params)
         except RuntimeError as exc:
-            raise ConfigError(
-                f"llama.cpp could not load {key.path} ({exc}): the file may be truncated or of an "
-                "architecture this llama.cpp build does not support.",
-                path=str(key.path),
-            ) from None
+            why = "the file may be truncated or of an architecture this llama.cpp build does not support"
+            raise ConfigError(f"llama.cpp could not load {key.path} ({exc}): {why}.", path=str(key.path)) from None
         self.address: str = self.server.listening_address
         self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        # Own threads, one per slot: long generations must not starve asyncio's default executor.
+        self.pool = ThreadPoolExecutor(max_workers=key.n_parallel, thread_name_prefix="keel-local")
+
+    async def chat(self, body: dict[str, Any], on_chunk: Any = None) -> Any:
+        """`handle_chat_completions` on one of the engine's threads (`on_chunk` runs there too)."""
+        args = (body,) if on_chunk is None else (body, on_chunk)
+        return await asyncio.get_running_loop().run_in_executor(self.pool, self.server.handle_chat_completions, *args)
 
     def post(self, endpoint: str, body: dict[str, Any]) -> Any:
         """POST to the engine's own HTTP listener (tokenize, apply-template). Blocking."""
@@ -104,6 +107,8 @@ def _load(key: _EngineKey) -> Engine:
 def unload_engines() -> None:
     """Forget every loaded engine (its memory is freed once no call still uses it)."""
     with _engines_lock:
+        for engine in _engines.values():
+            engine.pool.shutdown(wait=False)
         _engines.clear()
 
 
@@ -139,7 +144,7 @@ class LocalProvider(Provider):
         body = _body(request, stream=False)
         engine = await self.engine(model)
         try:
-            raw = await asyncio.to_thread(engine.server.handle_chat_completions, body)
+            raw = await engine.chat(body)
         except ValueError as exc:
             raise InvalidRequest(str(exc), provider=self.name) from None
         _raise_for_error(raw, self.name)
@@ -161,7 +166,7 @@ class LocalProvider(Provider):
                 loop.call_soon_threadsafe(queue.put_nowait, raw)
             return stop.is_set()
 
-        worker = asyncio.ensure_future(asyncio.to_thread(engine.server.handle_chat_completions, body, on_chunk))
+        worker = asyncio.ensure_future(engine.chat(body, on_chunk))
         worker.add_done_callback(lambda _: queue.put_nowait(_END))
         text: list[str] = []
         finish_reason = None
@@ -179,8 +184,11 @@ class LocalProvider(Provider):
             worker.result()
         finally:
             stop.set()
-            # Wait for llama.cpp to see the stop (one token at most) so the slot is free again.
-            await asyncio.wait([worker])
+            if text:  # generating: llama.cpp sees the stop within a token, then the slot is free again
+                await asyncio.wait([worker])
+            worker.cancel()  # no-op once done; drops a request still waiting for an engine thread
+            if worker.done() and not worker.cancelled():
+                worker.exception()  # retrieved, so asyncio does not log it when we left early
 
     async def fingerprint(self, model: str) -> str | None:
         """``sha256:<hex>`` of the GGUF file (hashed once per file and process)."""
@@ -190,34 +198,25 @@ class LocalProvider(Provider):
         path = model if model.endswith(".gguf") else self.settings.model_path
         if path:
             return f"GGUF model {path}, run in-process by llama.cpp (offline, on this machine)"
-        return (
-            f"{_gguf.BUNDLED_NAME} (bundled, 135M params): offline plumbing, tests and "
-            "schema-constrained extraction; not for factual or quality answers - bring a real "
-            "model with `keel serve --model path/to/model.gguf` or an Ollama/vLLM endpoint"
-        )
+        return _gguf.BUNDLED_DESCRIPTION
 
     async def count_tokens(self, text: str, model: str = DEFAULT_MODEL) -> int:
         """Tokens in `text` by the model's own tokenizer (no special tokens added)."""
-        engine = await self.engine(model)
-        reply = await asyncio.to_thread(engine.post, "/tokenize", {"content": text})
-        return len(reply["tokens"])
+        return len((await self._post(model, "/tokenize", {"content": text}))["tokens"])
 
     async def apply_template(self, messages: list[dict[str, Any]], model: str = DEFAULT_MODEL) -> str:
         """The exact prompt text the model sees for `messages` (its chat template applied)."""
+        return str((await self._post(model, "/apply-template", {"messages": messages}))["prompt"])
+
+    async def _post(self, model: str, endpoint: str, body: dict[str, Any]) -> Any:
         engine = await self.engine(model)
-        reply = await asyncio.to_thread(engine.post, "/apply-template", {"messages": messages})
-        return str(reply["prompt"])
+        return await asyncio.to_thread(engine.post, endpoint, body)
 
 
 def _body(request: ChatRequest, *, stream: bool) -> dict[str, Any]:
     body: dict[str, Any] = {"messages": [m.model_dump(exclude_none=True) for m in request.messages]}
-    params = {
-        "temperature": request.temperature,
-        "top_p": request.top_p,
-        "max_tokens": request.token_limit,
-        "seed": request.seed,
-        "stop": request.stop,
-    }
+    params = {name: getattr(request, name) for name in ("temperature", "top_p", "seed", "stop")}
+    params["max_tokens"] = request.token_limit
     body.update({k: v for k, v in params.items() if v is not None})
     extras = request.passthrough
     body.update({k: extras[k] for k in LLAMA_EXTRAS if k in extras})
@@ -238,7 +237,8 @@ def _constrained(schema: dict[str, Any]) -> dict[str, Any]:
         where = "/".join(str(p) for p in exc.path) or "(root)"
         message = f"Invalid JSON schema at {where}: {exc.message}"
         raise InvalidRequest(message, provider="local", schema_error=exc.message) from None
-    # Without this, small models can emit whitespace until max_tokens.
+    # Without this, llguidance lets small models emit whitespace until max_tokens. (Files with a
+    # chat template go through llama.cpp's own schema grammar instead, whose whitespace is bounded.)
     guidance = {"whitespace_flexible": False, **schema.get("x-guidance", {})}
     return {**schema, "x-guidance": guidance}
 
@@ -253,31 +253,25 @@ def _validate_output(schema: dict[str, Any], text: str, finish_reason: str | Non
         if found is None:
             return
         error = f"{'/'.join(str(p) for p in found.absolute_path) or '(root)'}: {found.message}"
-    raise OutputValidationError(
-        f"The local model's answer does not match the JSON schema: {error}",
-        error=error,
-        text=text,
-        finish_reason=finish_reason,
-    )
+    message = f"The local model's answer does not match the JSON schema: {error}"
+    raise OutputValidationError(message, error=error, text=text, finish_reason=finish_reason)
 
 
 def _raise_for_error(raw: dict[str, Any], provider: str) -> None:
     """llama.cpp reports some failures (e.g. a prompt longer than the context) as an error dict."""
     error = raw.get("error")
     if error is not None:
-        status = error.get("code") if isinstance(error, dict) else None
-        kind = InvalidRequest if status == 400 else ProviderError
-        raise kind(str(error.get("message", error)), provider=provider, status=status, body=json.dumps(raw))
+        error = error if isinstance(error, dict) else {"message": str(error)}
+        kind = InvalidRequest if error.get("code") == 400 else ProviderError
+        message = str(error.get("message", error))
+        raise kind(message, provider=provider, status=error.get("code"), body=json.dumps(raw))
 
 
 def _usage(raw: dict[str, Any]) -> Usage:
     usage = raw.get("usage") or {}
-    details = usage.get("prompt_tokens_details") or {}
-    return Usage(
-        prompt_tokens=usage.get("prompt_tokens", 0),
-        completion_tokens=usage.get("completion_tokens", 0),
-        cached_tokens=details.get("cached_tokens", 0),
-    )
+    cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens", 0)
+    prompt, completion = usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0)
+    return Usage(prompt_tokens=prompt, completion_tokens=completion, cached_tokens=cached)
 
 
 def _ids(raw: dict[str, Any], model: str) -> dict[str, Any]:

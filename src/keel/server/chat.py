@@ -15,6 +15,7 @@ from pydantic import ValidationError
 
 from ..client import AsyncClient, describe_validation
 from ..errors import KeelError, RequestError
+from ..prompts.runtime import parse_prompt_model
 from ..types import ChatRequest
 from .errors import error_headers, error_json, error_status
 
@@ -46,7 +47,7 @@ class ChatEndpoint:
             headers = dict(scope["headers"])
             self._authorize(headers)
             body = await self._read_json(headers, receive)
-            call = self._prepare(body, headers)
+            call = await self._prepare(body, headers)
             trace_id = call.trace_id
             if call.request.stream:
                 await self._stream(call, send)
@@ -87,13 +88,29 @@ class ChatEndpoint:
             raise RequestError("The request body must be a JSON object with `model` and `messages`.")
         return body
 
-    def _prepare(self, body: dict[str, Any], headers: dict[bytes, bytes]) -> Any:
+    async def _prepare(self, body: dict[str, Any], headers: dict[bytes, bytes]) -> Any:
+        tags = _tags(headers.get(b"x-keel-tags"))
+        prompt = parse_prompt_model(body.get("model") or "")
+        if prompt is not None:
+            return await self._prepare_prompt(body, prompt, tags)
         try:
             request = ChatRequest.model_validate(body)
         except ValidationError as exc:
             raise RequestError(f"Invalid request: {describe_validation(exc)}") from None
-        tags = _tags(headers.get(b"x-keel-tags"))
         return self.client.prepare(request, raw_request=body, tags=tags)
+
+    async def _prepare_prompt(self, body: dict[str, Any], prompt: tuple[str, str | None], tags: dict[str, str]) -> Any:
+        """`"model": "prompt:NAME@LABEL"` with `"variables": {...}`; extra messages are appended."""
+        name, label = prompt
+        variables = body.get("variables") or {}
+        if not isinstance(variables, dict):
+            raise RequestError("`variables` must be a JSON object of the prompt's input variables.")
+        options = {k: v for k, v in body.items() if k not in ("model", "messages", "variables")}
+        call = await self.client.prepare_prompt(
+            name, label=label, variables=variables, messages=body.get("messages") or [], **options
+        )
+        call.tags = tags
+        return call
 
     async def _stream(self, call: Any, send: Any) -> None:
         wants_usage = bool(call.request.stream_options and call.request.stream_options.include_usage)

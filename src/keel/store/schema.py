@@ -3,8 +3,10 @@
 Every table lives on `metadata`. A new table or column is added here *and* in a new migration
 under `migrations/versions/` (a test checks that the two agree on both dialects).
 
-Columns are nullable unless a query depends on them: the store is a log, and a record with a
-missing field is better kept than rejected.
+Trace columns are nullable unless a query depends on them: the trace table is a log, and a record
+with a missing field is better kept than rejected. The prompt registry (versions, labels and the
+history of label moves) is not a log but the record of what runs in production: its columns are
+required unless they say otherwise.
 """
 
 from __future__ import annotations
@@ -46,7 +48,51 @@ traces = Table(
     Column("error_message", Text),
     Column("stream", Boolean),
     Column("tags", Document),
+    Column("prompt_name", Text),
+    Column("prompt_version", Text),  # 64 hex characters (sha256 of the definition)
+    Column("prompt_label", Text),  # the label the version was resolved through, if any
+    Column("model_drift", Boolean),  # the provider reported another model than keel.lock pins
+    Column("notes", Document),  # what pipeline stages record: attempts, fallbacks, cache hits
     Index("ix_traces_started_at", "started_at"),
     Index("ix_traces_model_started_at", "model", "started_at"),
     Index("ix_traces_parent_id", "parent_id"),
+    Index("ix_traces_prompt_name_started_at", "prompt_name", "started_at"),
+)
+
+#: Every version of every prompt ever used: content-addressed, never changed once written.
+prompt_versions = Table(
+    "prompt_versions",
+    metadata,
+    Column("name", Text, primary_key=True),
+    Column("version", Text, primary_key=True),  # 64 hex characters
+    Column("definition", Document, nullable=False),  # the normalized definition that was hashed
+    Column("source_path", Text),
+    Column("created_at", Float, nullable=False),
+)
+
+#: Where each label (prod, staging, …) of each prompt points now.
+prompt_labels = Table(
+    "prompt_labels",
+    metadata,
+    Column("name", Text, primary_key=True),
+    Column("label", Text, primary_key=True),
+    Column("version", Text, nullable=False),
+    Column("moved_at", Float, nullable=False),
+    Column("actor", Text, nullable=False),
+    Column("reason", Text),
+)
+
+#: Every label move, appended in the same transaction as the move itself.
+prompt_label_moves = Table(
+    "prompt_label_moves",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", Text, nullable=False),
+    Column("label", Text, nullable=False),
+    Column("old_version", Text),  # None when the move created the label
+    Column("new_version", Text, nullable=False),
+    Column("moved_at", Float, nullable=False),
+    Column("actor", Text, nullable=False),
+    Column("reason", Text),
+    Index("ix_prompt_label_moves_name_moved_at", "name", "moved_at"),
 )

@@ -1,39 +1,37 @@
-"""The trace store: SQLAlchemy Core over SQLite or PostgreSQL, through one code path.
+"""The store: SQLAlchemy Core over SQLite or PostgreSQL, through one code path.
 
 Writes go through `insert_trace_jsonl`: a batch of JSON lines becomes one statement that lets the
 database unpack the rows (`json_each` on SQLite, `json_populate_recordset` on PostgreSQL), so a
 batch of a thousand traces costs one round trip and no per-row Python work.
+
+The prompt registry's methods delegate to `prompts.py`.
 """
 
 from __future__ import annotations
 
-import re
-import sqlite3
-import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from alembic.util import CommandError
-from sqlalchemy import JSON, Engine, TextClause, create_engine, event, func, select, text
-from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError, DataError, IntegrityError, NoSuchModuleError, SQLAlchemyError
+from sqlalchemy import JSON, Engine, TextClause, func, select, text
+from sqlalchemy.engine import URL
+from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 
 from ..errors import StoreError
-from . import migrate
+from . import migrate, prompts
+from .engine import create_store_engine, shown_url
 from .schema import traces
 
-SQLITE_BUSY_TIMEOUT_MS = 5000
-PG_CONNECT_TIMEOUT_S = 5
 _CHUNK_BYTES = 1 << 20  # JSON per INSERT statement
+_T = TypeVar("_T")
 
 
 def open_store(url: str) -> Store:
     """Open the store at `url` (sqlite:///path or postgresql://…), migrating it to the newest schema."""
     engine = create_store_engine(url)
-    shown = _shown(engine.url)
+    shown = shown_url(engine.url)
     try:
         with _failures(f"cannot connect to the trace store at {shown}", engine.url):
             engine.connect().close()
@@ -54,41 +52,13 @@ def open_store(url: str) -> Store:
     return Store(engine)
 
 
-def create_store_engine(url: str) -> Engine:
-    """An engine with Keel's settings: SQLite in WAL mode with a busy timeout; psycopg 3 for PostgreSQL."""
-    try:
-        parsed = make_url(url)
-    except (ArgumentError, ValueError) as exc:
-        shown = re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
-        raise StoreError(f"invalid trace store URL {shown!r}: use sqlite:///path/keel.db or "
-                         "postgresql://user@host/db in KEEL_STORE_URL.", url=shown) from exc
-    if parsed.drivername in ("postgresql", "postgres"):
-        parsed = parsed.set(drivername="postgresql+psycopg")
-    options: dict[str, Any] = {"json_serializer": _json_text, "json_deserializer": orjson.loads}
-    backend = parsed.get_backend_name()
-    try:
-        if backend == "sqlite":
-            _make_parent_dir(parsed)
-            engine = create_engine(parsed, **options)
-            _configure_sqlite(engine)
-            return engine
-        if backend == "postgresql":
-            connect_args = {} if "connect_timeout" in parsed.query else {"connect_timeout": PG_CONNECT_TIMEOUT_S}
-            return create_engine(parsed, pool_pre_ping=True, connect_args=connect_args, **options)
-    except (NoSuchModuleError, ImportError) as exc:
-        raise StoreError(f"cannot use the trace store at {_shown(parsed)}: {exc}. For PostgreSQL "
-                         "install the driver: pip install 'keel[postgres]'.", url=_shown(parsed)) from exc
-    raise StoreError(f"unsupported trace store URL {_shown(parsed)}: use sqlite:///path/keel.db or "
-                     "postgresql://user@host/db in KEEL_STORE_URL.", url=_shown(parsed))
-
-
 class Store:
-    """Traces in a SQL database. Thread-safe: every method takes its own pooled connection."""
+    """Traces and the prompt registry in a SQL database. Thread-safe: every method takes its own pooled connection."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         #: The URL with any password hidden, for messages.
-        self.url = _shown(engine.url)
+        self.url = shown_url(engine.url)
         self._bulk_insert = _bulk_insert_statement(engine)
 
     def insert_traces(self, records: Iterable[dict[str, Any]]) -> int:
@@ -108,16 +78,20 @@ class Store:
         return inserted
 
     def list_traces(
-        self, *, model: str | None = None, status: str | None = None, since: float | None = None, limit: int = 50
+        self, *, model: str | None = None, status: str | None = None, since: float | None = None,
+        prompt: str | None = None, drift: bool | None = None, limit: int = 50,
     ) -> list[dict[str, Any]]:
-        """The newest traces first, optionally only one model's, one status', or those started since."""
+        """The newest traces first, optionally only one model's, one status', those started since,
+        one prompt's (by name), or those that did (drift=True) or did not (False: including
+        unknown) see the model differ from the one keel.lock pins."""
         query = select(traces).order_by(traces.c.started_at.desc(), traces.c.id.desc()).limit(limit)
-        if model is not None:
-            query = query.where(traces.c.model == model)
-        if status is not None:
-            query = query.where(traces.c.status == status)
+        for column, value in ((traces.c.model, model), (traces.c.status, status), (traces.c.prompt_name, prompt)):
+            if value is not None:
+                query = query.where(column == value)
         if since is not None:
             query = query.where(traces.c.started_at >= since)
+        if drift is not None:
+            query = query.where(traces.c.model_drift.is_(True) if drift else traces.c.model_drift.is_not(True))
         with self._failures("cannot read from"), self.engine.connect() as connection:
             return [dict(row._mapping) for row in connection.execute(query)]
 
@@ -138,6 +112,43 @@ class Store:
         with self._failures("cannot read from"), self.engine.connect() as connection:
             return connection.execute(select(func.count()).select_from(traces)).scalar_one()
 
+    # The prompt registry: see keel.store.prompts.
+
+    def save_prompt_version(
+        self, name: str, version: str, definition: dict[str, Any], source_path: str | None = None
+    ) -> bool:
+        """Record a version of a prompt (version: its 64-hex sha256). True if it was new."""
+        return self._write(prompts.save_version, name, version, definition, source_path)
+
+    def get_prompt_version(self, name: str, version: str) -> dict[str, Any] | None:
+        """The version given in full or by a unique prefix of 4+ characters; None if none or ambiguous."""
+        return self._read(prompts.get_version, name, version)
+
+    def list_prompt_versions(self, name: str | None = None) -> list[dict[str, Any]]:
+        """Every saved version, of one prompt or of all, newest first."""
+        return self._read(prompts.list_versions, name)
+
+    def set_label(self, name: str, label: str, version: str, *, actor: str, reason: str | None = None) -> str | None:
+        """Point the label at a saved version (or unique prefix) and record the move, in one
+        transaction. Returns the version it pointed at before. Raises PromptNotFound."""
+        return self._write(prompts.set_label, name, label, version, actor, reason)
+
+    def get_label(self, name: str, label: str) -> str | None:
+        """The version the label points at, or None."""
+        return self._read(prompts.get_label, name, label)
+
+    def labels(self, name: str) -> dict[str, str]:
+        """Each label of the prompt and the version it points at."""
+        return self._read(prompts.labels, name)
+
+    def label_history(self, name: str, label: str | None = None) -> list[dict[str, Any]]:
+        """The moves of the prompt's labels (or of one label), newest first."""
+        return self._read(prompts.label_history, name, label)
+
+    def prompt_call_stats(self, name: str, since: float | None = None) -> dict[str, Any]:
+        """Traced calls of the prompt since `since`: {"calls", "drift_calls", "by_version"}."""
+        return self._read(prompts.call_stats, name, since)
+
     def close(self) -> None:
         self.engine.dispose()
 
@@ -150,6 +161,14 @@ class Store:
     def __repr__(self) -> str:
         return f"Store({self.url!r})"
 
+    def _read(self, function: Callable[..., _T], *args: Any) -> _T:
+        with self._failures("cannot read from"):
+            return function(self.engine, *args)
+
+    def _write(self, function: Callable[..., _T], *args: Any) -> _T:
+        with self._failures("cannot write to"):
+            return function(self.engine, *args)
+
     def _failures(self, action: str) -> Any:
         return _failures(f"{action} the trace store at {self.url}", self.engine.url)
 
@@ -161,9 +180,9 @@ def _failures(what: str, url: URL) -> Iterator[None]:
         yield
     except (IntegrityError, DataError) as exc:
         reason = _reason(exc, url)
-        raise StoreError(f"{what}: the database rejected the data: {reason}", url=_shown(url), retryable=False) from exc
+        raise StoreError(f"{what}: the database rejected the data: {reason}", url=shown_url(url), retryable=False) from exc
     except (SQLAlchemyError, OSError) as exc:
-        raise StoreError(f"{what}: {_reason(exc, url)}. {_fix(url)}", url=_shown(url), retryable=True) from exc
+        raise StoreError(f"{what}: {_reason(exc, url)}. {_fix(url)}", url=shown_url(url), retryable=True) from exc
 
 
 def _bulk_insert_statement(engine: Engine) -> TextClause:
@@ -186,56 +205,10 @@ def _bulk_insert_statement(engine: Engine) -> TextClause:
     return text(f"INSERT INTO {table} ({columns}) {source} ON CONFLICT ({quote('id')}) DO NOTHING")
 
 
-def _configure_sqlite(engine: Engine) -> None:
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        # pysqlite would otherwise open transactions itself and never around DDL; SQLAlchemy
-        # emits BEGIN below instead, so migrations are transactional too.
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        for pragma in (f"busy_timeout={SQLITE_BUSY_TIMEOUT_MS}", "synchronous=NORMAL", "foreign_keys=ON"):
-            cursor.execute(f"PRAGMA {pragma}")
-        _enable_wal(cursor)
-        cursor.close()
-
-    @event.listens_for(engine, "begin")
-    def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql(connection.get_execution_options().get("sqlite_begin", "BEGIN"))
-
-
-def _enable_wal(cursor: Any) -> None:
-    """Switch to WAL (it persists in the file). Openers racing on a fresh file get "database is
-    locked" at once, without the busy timeout: wait and retry."""
-    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
-    while True:
-        try:
-            cursor.execute("PRAGMA journal_mode=WAL")
-            return
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) or time.monotonic() > deadline:
-                raise
-            time.sleep(0.01)
-
-
-def _make_parent_dir(url: URL) -> None:
-    database = url.database or ""
-    if database in ("", ":memory:") or url.query.get("uri") == "true":
-        return
-    try:
-        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise StoreError(f"cannot create the directory of the trace store at {_shown(url)}: {exc}. "
-                         "Check the path or set KEEL_STORE_URL.", url=_shown(url), retryable=True) from exc
-
-
 def _fix(url: URL) -> str:
     if url.get_backend_name() == "sqlite":
         return "Check that the file and its directory exist and are writable, or set KEEL_STORE_URL."
     return "Start the database or set KEEL_STORE_URL."
-
-
-def _shown(url: URL) -> str:
-    return url.render_as_string(hide_password=True)
 
 
 def _reason(exc: BaseException, url: URL) -> str:
@@ -260,7 +233,3 @@ def _chunks(jsonl: bytes | bytearray) -> Iterator[bytes | bytearray]:
         end = size if end == -1 else end + 1
         yield jsonl[start:end]
         start = end
-
-
-def _json_text(value: Any) -> str:
-    return orjson.dumps(value, default=str).decode()

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-from .sql import create_store_engine
+from .engine import create_store_engine
 
 
 @contextmanager

@@ -32,12 +32,13 @@ class RecordStage(Stage):
 
     async def complete(self, call: Call) -> ChatResponse:
         started, clock = time.time(), time.perf_counter()
-        fingerprint = await self._fingerprint(call)
         try:
             response = await self.inner.complete(call)
         except BaseException as exc:
-            self._emit(call, started, clock, fingerprint, error=exc)
+            self._emit(call, started, clock, None, error=exc)
             raise
+        # After the call: a fallback stage may have moved `call.target` to whoever answered.
+        fingerprint = await self._fingerprint(call)
         response.trace_id = call.trace_id
         response.cost = self._cost(call, response.usage, started)
         self._emit(call, started, clock, fingerprint, response=response)
@@ -45,15 +46,15 @@ class RecordStage(Stage):
 
     async def stream(self, call: Call) -> AsyncIterator[Chunk]:
         started, clock = time.time(), time.perf_counter()
-        fingerprint = await self._fingerprint(call)
         state = _StreamState()
         try:
             async for chunk in self.inner.stream(call):
                 state.add(chunk, clock)
                 yield chunk
         except BaseException as exc:
-            self._emit(call, started, clock, fingerprint, response=state.response(call), error=exc, ttft=state.ttft)
+            self._emit(call, started, clock, None, response=state.response(call), error=exc, ttft=state.ttft)
             raise
+        fingerprint = await self._fingerprint(call)
         response = state.response(call)
         response.cost = self._cost(call, response.usage, started) if state.usage else Cost()
         self._emit(call, started, clock, fingerprint, response=response, ttft=state.ttft, usage_known=bool(state.usage))
@@ -166,4 +167,20 @@ def _record(
         "error_message": str(error)[:2000] if error is not None else None,
         "stream": bool(call.request.stream),
         "tags": call.tags,
+        "notes": {k: v for k, v in call.notes.items() if not k.startswith("_")} or None,
+        **_prompt_fields(call, fingerprint or (response.system_fingerprint if response else None)),
     }
+
+
+def _prompt_fields(call: Call, fingerprint: str | None) -> dict[str, Any]:
+    """Which prompt ran, and whether the model that answered is the one keel.lock pins."""
+    ref = call.prompt
+    if ref is None:
+        return {}
+    drift = None
+    if ref.locked is not None:
+        pinned = ref.locked.model
+        moved = (pinned.provider, pinned.model) != (call.target.provider.name, call.target.model)
+        changed = bool(pinned.fingerprint and fingerprint and pinned.fingerprint != fingerprint)
+        drift = moved or changed
+    return {"prompt_name": ref.name, "prompt_version": ref.version, "prompt_label": ref.label, "model_drift": drift}

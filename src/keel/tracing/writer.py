@@ -136,12 +136,12 @@ class BatchWriter:
                     batch = queue[0]
                 if not self._commit(batch):
                     return
+                batch.committed()  # before waking flush(): its journal files are gone by then
                 with self._cond:
                     queue.popleft()
                     if batch.seq is not None:
                         self._committed = batch.seq
                     self._cond.notify_all()
-                batch.committed()
 
     def _commit(self, batch: Batch) -> bool:
         try:

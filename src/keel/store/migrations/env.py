@@ -23,7 +23,7 @@ def run_on(connection: Connection) -> None:
 
 
 def run_from_command_line() -> None:
-    from keel.store.sql import create_store_engine
+    from keel.store.engine import create_store_engine
 
     url = context.get_x_argument(as_dictionary=True).get("url") or os.environ.get("KEEL_STORE_URL")
     if not url:
