@@ -61,6 +61,7 @@ def test_stream_is_recorded_with_ttft_and_usage(project: Path) -> None:
 
 
 def test_failed_call_is_recorded_and_raised_typed(project: Path) -> None:
+    (project / "keel.toml").write_text("[routing]\nretries = 0\n")
     with keel.Client() as client:
         client.provider("fake").queue(ServerError("boom", provider="fake", status=500))
         with pytest.raises(ServerError):
@@ -151,3 +152,20 @@ def test_settings_object_can_be_passed(project: Path) -> None:
     settings = load_settings(env={}, default_model="fake/x")
     with keel.Client(settings, record=False) as client:
         assert client.complete("y").content == "Echo: y"
+
+
+def test_retried_and_fallen_back_call_is_explained_in_its_trace(project: Path) -> None:
+    (project / "keel.toml").write_text(
+        "[routing]\nretries = 1\nbackoff_base = 0.01\n"
+        '[providers.backup]\ntype = "fake"\n'
+        '[models.main]\nprovider = "fake"\nmodel = "m"\nfallbacks = ["backup/b"]\n'
+    )
+    with keel.Client() as client:
+        client.provider("fake").queue(ServerError("down", provider="fake", status=503), ServerError("still down", provider="fake", status=503))
+        answer = client.complete("hi", model="main")
+        [record] = _records(client)
+    assert answer.content == "Echo: hi" and answer.provider == "backup"
+    assert record["provider"] == "backup" and record["upstream_model"] == "b"
+    notes = record["notes"]
+    assert notes["answered_by"] == "backup/b"
+    assert [a["error_class"] for a in notes["attempts"]][:2] == ["ServerError", "ServerError"]

@@ -5,6 +5,7 @@ from .errors import (
     AllProvidersFailed as AllProvidersFailed,
     AuthenticationFailed as AuthenticationFailed,
     BudgetExceeded as BudgetExceeded,
+    CircuitOpen as CircuitOpen,
     ConfigError as ConfigError,
     InvalidRequest as InvalidRequest,
     KeelError as KeelError,

@@ -157,7 +157,9 @@ class AsyncClient:
     # -- wiring ------------------------------------------------------------------------------
 
     def _build_pipeline(self, record: bool) -> Stage:
-        stage: Stage = ProviderStage()
+        from .routing import build_routing
+
+        stage: Stage = build_routing(ProviderStage(), self.settings, self.resolve)
         if record:
             from .tracing.stage import RecordStage
 

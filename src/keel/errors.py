@@ -13,12 +13,14 @@
     │   ├── ProviderConnectionError could not connect, or the connection dropped
     │   ├── InvalidRequest          400/404/422: retrying will not help
     │   ├── AuthenticationFailed    401/403
-    │   └── UnexpectedResponse      malformed JSON, wrong shape, stream cut mid-way
+    │   ├── UnexpectedResponse      malformed JSON, wrong shape, stream cut mid-way
+    │   └── CircuitOpen             the circuit is open: not called until its next probe
     ├── AllProvidersFailed          every fallback failed (also an ExceptionGroup of the causes)
     ├── PolicyViolation
     ├── BudgetExceeded
     ├── OutputValidationError       the answer does not match the requested schema
-    └── StoreError                  the trace store cannot be reached or migrated
+    └── StoreError                  the store cannot be reached or migrated, or refused the data
+                                    (`url`, and `retryable`: False when the data itself was refused)
 
 Errors carry their data as attributes. They are converted at the edges only:
 HTTP client -> ProviderError, CLI -> message and exit code, gateway -> OpenAI-shaped JSON.
@@ -148,6 +150,14 @@ class ServerError(ProviderError):
     retryable = True
 
 
+class CircuitOpen(ProviderError):
+    """The circuit of this provider/model is open: not called until its next probe."""
+
+    status_code = 503
+    error_type = "upstream_unavailable"
+    retryable = False
+
+
 class AllProvidersFailed(KeelError, ExceptionGroup):  # type: ignore[misc]
     status_code = 502
     error_type = "upstream_error"
@@ -156,8 +166,7 @@ class AllProvidersFailed(KeelError, ExceptionGroup):  # type: ignore[misc]
         return ExceptionGroup.__new__(cls, message, errors)
 
     def __init__(self, message: str, errors: list[Exception]) -> None:
-        ExceptionGroup.__init__(self, message, errors)
-        self.message = message
+        ExceptionGroup.__init__(self, message, errors)  # sets the read-only `message`
 
     def __str__(self) -> str:
         causes = "; ".join(f"{type(e).__name__}: {e}" for e in self.exceptions)

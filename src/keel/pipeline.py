@@ -42,6 +42,11 @@ class Call:
     notes: dict[str, Any] = field(default_factory=dict)
     #: The prompt this call renders (a keel.prompts.runtime.PromptRef), when called by name.
     prompt: Any = None
+    #: The structured output asked for (a keel.structured.OutputSpec), if any.
+    output: Any = None
+    #: Per-call cache choice: None = the default rule (deterministic requests only), False = bypass,
+    #: True = cache even a non-deterministic request.
+    cache: bool | None = None
 
 
 class Stage:

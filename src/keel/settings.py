@@ -9,6 +9,8 @@ Environment variables (the whole catalog):
     KEEL_LOCAL_MODEL    path of a GGUF file for the `local` provider (default: the bundled model)
     KEEL_HOST, KEEL_PORT          where `keel serve` listens (default 127.0.0.1:8787)
     KEEL_GATEWAY_KEYS   comma-separated keys the gateway accepts as `Authorization: Bearer …`
+    KEEL_REPLAY         off | record | replay: record provider exchanges to files, or answer from them
+    KEEL_REPLAY_DIR     where recordings live (default: tests/llm_recordings)
 """
 
 from __future__ import annotations
@@ -69,6 +71,9 @@ class ModelSettings(_Strict):
     params: dict[str, Any] = Field(default_factory=dict)
     #: Other model names (aliases or provider/model-id) tried in order when this one fails.
     fallbacks: list[str] = Field(default_factory=list)
+    #: How this model enforces a JSON schema: "native" (trust the provider's mode, still validated)
+    #: or "prompt" (the endpoint ignores response_format: instruct in the prompt and validate).
+    structured_output: Literal["native", "prompt"] | None = None
 
 
 class RoutingSettings(_Strict):
@@ -93,6 +98,23 @@ class GatewaySettings(_Strict):
     max_request_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
 
 
+class CacheSettings(_Strict):
+    """Exact-match response cache. Only deterministic requests (temperature 0 or a seed) are cached
+    unless a call asks for it."""
+
+    enabled: bool = True
+    ttl: float = Field(default=24 * 3600, gt=0)
+    #: Where entries live: None = the trace store's database; or a redis:// URL.
+    url: str | None = None
+
+
+class ReplaySettings(_Strict):
+    """Record/replay of provider exchanges for deterministic tests of LLM apps."""
+
+    mode: Literal["off", "record", "replay"] = "off"
+    dir: Path = Path("tests/llm_recordings")
+
+
 class Settings(_Strict):
     default_model: str = "local"
     store_url: str | None = None
@@ -101,6 +123,8 @@ class Settings(_Strict):
     models: dict[str, ModelSettings] = Field(default_factory=dict)
     gateway: GatewaySettings = Field(default_factory=GatewaySettings)
     routing: RoutingSettings = Field(default_factory=RoutingSettings)
+    cache: CacheSettings = Field(default_factory=CacheSettings)
+    replay: ReplaySettings = Field(default_factory=ReplaySettings)
     #: Where the settings were read from (None when running on defaults).
     source: Path | None = Field(default=None, exclude=True)
 
@@ -190,6 +214,13 @@ def _from_env(env: dict[str, str], data: dict[str, Any]) -> dict[str, Any]:
         gateway["keys"] = [k.strip() for k in env["KEEL_GATEWAY_KEYS"].split(",") if k.strip()]
     if gateway:
         out["gateway"] = gateway
+    if env.get("KEEL_REPLAY") or env.get("KEEL_REPLAY_DIR"):
+        replay = dict(data.get("replay") or {})
+        if env.get("KEEL_REPLAY"):
+            replay["mode"] = env["KEEL_REPLAY"]
+        if env.get("KEEL_REPLAY_DIR"):
+            replay["dir"] = env["KEEL_REPLAY_DIR"]
+        out["replay"] = replay
     if env.get("KEEL_LOCAL_MODEL"):
         providers = dict(data.get("providers") or {})
         local = dict(providers.get("local") or {"type": "local"})

@@ -145,6 +145,8 @@ class ChatResponse(BaseModel):
     provider: str = ""
     trace_id: str = ""
     cost: Cost = Field(default_factory=Cost)
+    #: The validated object when structured output was asked for (`output=`).
+    parsed: Any = Field(default=None, exclude=True, repr=False)
     #: The upstream's body when it was OpenAI-shaped: returned verbatim by the gateway (n > 1,
     #: logprobs, service_tier and vendor fields survive).
     raw: dict[str, Any] | None = Field(default=None, exclude=True, repr=False)

@@ -57,6 +57,8 @@ def write_config(project: Path, text: str) -> Path:
 
 @pytest.fixture
 def gateway(project: Path) -> Iterator[RunningGateway]:
-    """A gateway on the default settings of an empty project (fake and local providers)."""
+    """A gateway on the default settings (fake and local providers), without retries so that
+    one queued failure is the answer."""
+    write_config(project, "[routing]\nretries = 0\n")
     with run_gateway(create_app(load_settings())) as running:
         yield running

@@ -16,6 +16,9 @@ from keel.store import open_store
 from .conftest import RunningGateway, run_gateway, write_config
 
 CONFIG = """
+[routing]
+retries = 0
+
 [providers.up]
 type = "openai"
 base_url = "{openai}"

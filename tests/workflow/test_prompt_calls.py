@@ -113,3 +113,22 @@ def test_gateway_calls_prompt_by_name_and_sees_label_moves_live(project: Path) -
         record = store.get_trace(after.headers["x-keel-trace-id"])
         store.close()
     assert (record["prompt_name"], record["prompt_version"], record["prompt_label"]) == ("greet", second.version, "production")
+
+
+def test_call_answered_by_a_different_model_than_locked_is_flagged_and_counted(project: Path) -> None:
+    from keel.prompts.lockfile import LockEntry, Lockfile, ModelIdentity
+
+    _write(project, "Hello")
+    with keel.Client() as client:
+        spec = client.aio.prompts.library.get("greet")
+        lock = Lockfile()
+        pinned = ModelIdentity(alias="fake/echo", provider="fake", model="echo", fingerprint="fake-00000000")
+        lock.set("greet", LockEntry(version=spec.version, model=pinned, params=spec.params))
+        lock.write(project / "keel.lock")
+        client.prompt("greet").run(who="A")
+        (project / "keel.lock").unlink()
+        client.prompt("greet").run(who="B")
+        [unlocked, drifted] = _traces(client)
+        stats = client.aio.prompts.store().prompt_call_stats("greet")
+    assert drifted["model_drift"] is True and unlocked["model_drift"] is None
+    assert stats["calls"] == 2 and stats["drift_calls"] == 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import typer
@@ -62,9 +63,11 @@ async def _check() -> list[Drift]:
         path = client.settings.lock_path
         if not path.exists():
             raise ConfigError(f"No lockfile at {path}. Run `keel lock` and commit keel.lock.")
-        found = await drifts(client, Lockfile.read(path))
+        lockfile = Lockfile.read(path)
+        found = await drifts(client, lockfile)
         for drift in found:
             _report(client, drift)
+        _report_runtime_drift(client, lockfile)
         if found:
             console.print(f"[bold red]{len(found)} problem(s)[/]: review them, then run `keel lock` (or `keel lock --update NAME`).")
         else:
@@ -84,6 +87,19 @@ def _report(client: AsyncClient, drift: Drift) -> None:
         return
     new = client.prompts.library.get(drift.name).definition()
     console.print(_indent(diff_definitions(old["definition"], new)), highlight=False, markup=False)
+
+
+def _report_runtime_drift(client: AsyncClient, lockfile: Lockfile) -> None:
+    """Calls in the last week whose answering model differed from the lock (flagged in traces)."""
+    since = time.time() - 7 * 86400
+    for name in sorted(lockfile.entries):
+        stats = client.prompts.store().prompt_call_stats(name, since=since)
+        if stats["drift_calls"]:
+            console.print(
+                f"[yellow]![/] {name}: {stats['drift_calls']} of {stats['calls']} calls in the last 7 days were answered "
+                "by a different model or fingerprint than locked (`keel traces list --json` shows them).",
+                highlight=False,
+            )
 
 
 def _indent(text: Any) -> str:

@@ -24,23 +24,27 @@ def list_traces(
     model: str | None = typer.Option(None, "--model", "-m", help="Only this model name."),
     status: str | None = typer.Option(None, "--status", help="ok or error."),
     since: str | None = typer.Option(None, "--since", help="Age (30m, 2h, 7d) or ISO date/time."),
+    prompt: str | None = typer.Option(None, "--prompt", "-p", help="Only calls of this prompt."),
+    drift: bool = typer.Option(False, "--drift", help="Only calls answered by a model other than the locked one."),
     limit: int = typer.Option(50, "--limit", "-n", min=1, max=10000),
     json_output: bool = typer.Option(False, "--json", help="Print JSON lines."),
 ) -> None:
     """The most recent calls, newest first."""
     if status not in (None, "ok", "error"):
         raise ConfigError(f"--status must be 'ok' or 'error', not {status!r}.")
-    rows = _store().list_traces(model=model, status=status, since=parse_since(since), limit=limit)
+    filters = {"prompt": prompt, "drift": True if drift else None}
+    rows = _store().list_traces(model=model, status=status, since=parse_since(since), limit=limit, **filters)
     if json_output:
         for row in rows:
             typer.echo(json.dumps(row, default=str))
         return
-    table = Table("id", "when", "model", "provider", "status", "tokens in/out", "cost", "latency")
+    table = Table("id", "when", "model", "prompt", "provider", "status", "tokens in/out", "cost", "latency")
     for row in rows:
         table.add_row(
             row["id"][:12],
             datetime.fromtimestamp(row["started_at"]).strftime("%Y-%m-%d %H:%M:%S"),
             row["model"],
+            _prompt(row),
             row["provider"],
             row["status"] if row["status"] == "ok" else f"[red]{row['error_class']}[/]",
             f"{_num(row['prompt_tokens'])}/{_num(row['completion_tokens'])}",
@@ -87,6 +91,14 @@ def parse_since(text: str | None) -> float | None:
 
 def format_cost(value: Any) -> str:
     return "unknown" if value is None else f"${float(value):.6f}"
+
+
+def _prompt(row: dict[str, Any]) -> str:
+    if not row.get("prompt_name"):
+        return ""
+    label = f"@{row['prompt_label']}" if row.get("prompt_label") else ""
+    flag = " [yellow]drift[/]" if row.get("model_drift") else ""
+    return f"{row['prompt_name']}{label} {(row.get('prompt_version') or '')[:8]}{flag}"
 
 
 def _num(value: Any) -> str:
