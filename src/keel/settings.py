@@ -21,7 +21,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .errors import ConfigError
 
@@ -55,11 +55,33 @@ class ProviderSettings(_Strict):
 
 
 class PriceSettings(_Strict):
-    """A price override, in currency units per million tokens."""
+    """A price override in currency units per million tokens, or, for a self-hosted model, the
+    hardware's price per hour and its measured throughput (tokens per second)."""
 
-    input_per_mtok: Decimal = Field(ge=0)
-    output_per_mtok: Decimal = Field(ge=0)
+    input_per_mtok: Decimal | None = Field(default=None, ge=0)
+    output_per_mtok: Decimal | None = Field(default=None, ge=0)
     cached_input_per_mtok: Decimal | None = Field(default=None, ge=0)
+    per_hour: Decimal | None = Field(default=None, ge=0)
+    tokens_per_second: Decimal | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _one_way_to_price(self) -> "PriceSettings":
+        per_token = self.input_per_mtok is not None and self.output_per_mtok is not None
+        hourly = self.per_hour is not None and self.tokens_per_second is not None
+        if per_token == hourly:
+            raise ValueError(
+                "give either input_per_mtok and output_per_mtok, or per_hour and tokens_per_second (self-hosted)"
+            )
+        return self
+
+    def per_million(self) -> tuple[Decimal, Decimal, Decimal]:
+        """(input, output, cached input) per million tokens."""
+        if self.per_hour is not None and self.tokens_per_second is not None:
+            rate = self.per_hour / (self.tokens_per_second * 3600) * 1_000_000
+            return rate, rate, rate
+        assert self.input_per_mtok is not None and self.output_per_mtok is not None
+        cached = self.input_per_mtok if self.cached_input_per_mtok is None else self.cached_input_per_mtok
+        return self.input_per_mtok, self.output_per_mtok, cached
 
 
 class ModelSettings(_Strict):

@@ -22,7 +22,7 @@ err = Console(stderr=True)
 
 
 def _register() -> None:
-    from . import init, lock, models, prompts, run, serve, traces
+    from . import cost, init, lock, models, prompts, run, serve, traces
 
     app.command("init")(init.init)
     app.command("run")(run.run)
@@ -32,6 +32,8 @@ def _register() -> None:
     app.add_typer(prompts.app, name="prompts")
     app.command("lock")(lock.lock)
     app.command("check")(lock.check)
+    app.command("prices")(cost.prices)
+    app.add_typer(cost.app, name="cost")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -46,13 +46,10 @@ class Rate:
 
     @classmethod
     def per_million(cls, settings: PriceSettings, source: str) -> "Rate":
-        cached = settings.cached_input_per_mtok
-        return cls(
-            input=settings.input_per_mtok / MILLION,
-            output=settings.output_per_mtok / MILLION,
-            cached_input=(settings.input_per_mtok if cached is None else cached) / MILLION,
-            source=source,
-        )
+        inp, out, cached = settings.per_million()
+        if settings.per_hour is not None:
+            source += f" ({settings.per_hour}/hour at {settings.tokens_per_second} tokens/s)"
+        return cls(input=inp / MILLION, output=out / MILLION, cached_input=cached / MILLION, source=source)
 
     def cost(self, usage: Usage) -> Decimal:
         uncached = max(usage.prompt_tokens - usage.cached_tokens, 0)
@@ -88,6 +85,18 @@ class PriceBook:
         if isinstance(entry, Rate):
             return Cost(amount=entry.cost(usage), source=entry.source)
         return Cost(amount=_tiered(entry, usage), source=f"{self.catalog} (tiered)")
+
+    def rate(self, provider: str, pricing_id: str | None, model: str, at: datetime | None = None) -> Rate | str | None:
+        """The effective rate for `keel prices`: a Rate, "tiered" (catalog tiers), or None (unknown)."""
+        override = self._overrides.get((provider, model))
+        if override is not None:
+            return override
+        if pricing_id == "local":
+            return FREE
+        entry = self._lookup(pricing_id, model, (at or datetime.now(UTC)).date())
+        if entry is False:
+            return None
+        return entry if isinstance(entry, Rate) else "tiered"
 
     def _lookup(self, pricing_id: str | None, model: str, day: date) -> Any:
         """A Rate for flat prices, the catalog's ModelPrice for tiered ones, False when unknown."""

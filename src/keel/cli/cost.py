@@ -1,0 +1,87 @@
+"""`keel prices` and `keel cost report`."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ..client import AsyncClient
+from ..cost.pricing import MILLION, Rate
+from ..cost.report import group_traces
+from ..errors import ConfigError
+from ..settings import load_settings
+from .traces import parse_since
+
+app = typer.Typer(help="Where the money goes.", no_args_is_help=True)
+
+
+def prices() -> None:
+    """The effective price of every configured model and where it comes from."""
+    client = AsyncClient(load_settings(), record=False)
+    table = Table("model", "provider/model", "input $/M", "cached input $/M", "output $/M", "source")
+    for name in client.known_models():
+        target = client.resolve(name)
+        rate = client.prices.rate(target.provider.name, target.pricing_id, target.model)
+        where = f"{target.provider.name}/{target.model}"
+        if isinstance(rate, Rate):
+            table.add_row(name, where, _m(rate.input), _m(rate.cached_input), _m(rate.output), rate.source)
+        elif rate == "tiered":
+            table.add_row(name, where, "tiered", "tiered", "tiered", client.prices.catalog)
+        else:
+            table.add_row(name, where, "unknown", "unknown", "unknown", "no price: add [models.%s.price] to keel.toml" % name)
+    Console().print(table)
+
+
+@app.command("report")
+def report(
+    by: list[str] = typer.Option(["model"], "--by", help="model, provider, prompt, status, day, week, month or tag:NAME (repeatable)."),
+    since: str | None = typer.Option(None, "--since", help="Age (30m, 2h, 7d) or ISO date."),
+    tag: list[str] = typer.Option([], "--tag", help="Only calls with this tag, as key=value (repeatable)."),
+    output: str = typer.Option("table", "--format", help="table, csv or json."),
+) -> None:
+    """Calls, tokens and cost grouped by any dimension; unknown costs are shown as unknown."""
+    if output not in ("table", "csv", "json"):
+        raise ConfigError(f"--format must be table, csv or json, not {output!r}.")
+    wanted = dict(_pair(t) for t in tag)
+    from ..store import open_store
+
+    store = open_store(load_settings().effective_store_url)
+    try:
+        rows = store.list_traces(since=parse_since(since), limit=1_000_000)
+    finally:
+        store.close()
+    groups = [g.as_dict(by) for g in group_traces(rows, by, wanted)]
+    if output == "json":
+        typer.echo(json.dumps(groups, indent=2))
+    elif output == "csv":
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=[*by, "calls", "prompt_tokens", "completion_tokens", "cached_tokens", "cost_known", "calls_with_unknown_cost"])
+        writer.writeheader()
+        writer.writerows(groups)
+        typer.echo(buffer.getvalue(), nl=False)
+    else:
+        _table(by, group_traces(rows, by, wanted))
+
+
+def _table(by: list[str], groups: list) -> None:
+    table = Table(*by, "calls", "tokens in/out (cached)", "cost")
+    for group in groups:
+        tokens = f"{group.prompt_tokens}/{group.completion_tokens} ({group.cached_tokens})"
+        table.add_row(*group.key, str(group.calls), tokens, group.cost_text)
+    Console().print(table)
+
+
+def _pair(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"--tag {text!r}: write it as key=value.")
+    return key, value
+
+
+def _m(value) -> str:  # type: ignore[no-untyped-def]
+    return f"{value * MILLION:.4f}"
