@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from ..cost.estimate import estimate_usage
 from ..cost.pricing import PriceBook
 from ..pipeline import Call, Stage
 from ..types import ChatResponse, Chunk, Cost, Usage
@@ -55,9 +56,20 @@ class RecordStage(Stage):
             self._emit(call, started, clock, None, response=state.response(call), error=exc, ttft=state.ttft)
             raise
         fingerprint = await self._fingerprint(call)
+        if state.usage is None:
+            state.usage = await self._estimate(call, "".join(state.parts))
         response = state.response(call)
         response.cost = self._cost(call, response.usage, started) if state.usage else Cost()
         self._emit(call, started, clock, fingerprint, response=response, ttft=state.ttft, usage_known=bool(state.usage))
+
+    async def _estimate(self, call: Call, text: str) -> Usage | None:
+        """The upstream sent no usage: count with the model's tokenizer, marked as estimated."""
+        try:
+            messages = [m.model_dump(exclude_none=True) for m in call.request.messages]
+            return await estimate_usage(call.target.provider, call.target.model, messages, text)
+        except Exception as exc:  # an estimate is optional; the record is not
+            log.warning("could not estimate usage for %s: %s", call.trace_id, exc)
+            return None
 
     async def _fingerprint(self, call: Call) -> str | None:
         key = (call.target.provider.name, call.target.model)
