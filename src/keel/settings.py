@@ -9,6 +9,7 @@ Environment variables (the whole catalog):
     KEEL_LOCAL_MODEL    path of a GGUF file for the `local` provider (default: the bundled model)
     KEEL_HOST, KEEL_PORT          where `keel serve` listens (default 127.0.0.1:8787)
     KEEL_GATEWAY_KEYS   comma-separated keys the gateway accepts as `Authorization: Bearer …`
+    KEEL_REDIS_URL      Redis shared by gateway workers (budgets, cache), e.g. redis://127.0.0.1:6379/0
     KEEL_REPLAY         off | record | replay: record provider exchanges to files, or answer from them
     KEEL_REPLAY_DIR     where recordings live (default: tests/llm_recordings)
 """
@@ -137,6 +138,22 @@ class ReplaySettings(_Strict):
     dir: Path = Path("tests/llm_recordings")
 
 
+class BudgetSettings(_Strict):
+    """A spending limit. Hard budgets refuse calls that could overshoot; soft ones alert."""
+
+    name: str
+    limit: Decimal = Field(gt=0)
+    period: Literal["day", "month", "total"] = "month"
+    hard: bool = True
+    #: global | key (per gateway key) | tenant (per X-Keel-Tenant / `tenant` tag) | tag:NAME (per value) |
+    #: tag:NAME=VALUE | prompt:NAME
+    scope: str = "global"
+    #: Called with a JSON POST when a soft budget is crossed.
+    webhook: str | None = None
+    #: Output tokens reserved for a request that sets no max_tokens.
+    reserve_max_tokens: int = Field(default=4096, ge=1)
+
+
 class Settings(_Strict):
     default_model: str = "local"
     store_url: str | None = None
@@ -147,6 +164,9 @@ class Settings(_Strict):
     routing: RoutingSettings = Field(default_factory=RoutingSettings)
     cache: CacheSettings = Field(default_factory=CacheSettings)
     replay: ReplaySettings = Field(default_factory=ReplaySettings)
+    budgets: list[BudgetSettings] = Field(default_factory=list)
+    #: Redis for state shared by gateway workers (budgets, cache); None = this process/the store.
+    redis_url: str | None = None
     #: Where the settings were read from (None when running on defaults).
     source: Path | None = Field(default=None, exclude=True)
 
@@ -223,7 +243,7 @@ def _read_toml(path: Path) -> dict[str, Any]:
 
 def _from_env(env: dict[str, str], data: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    simple = {"KEEL_DEFAULT_MODEL": "default_model", "KEEL_STORE_URL": "store_url", "KEEL_HOME": "home"}
+    simple = {"KEEL_DEFAULT_MODEL": "default_model", "KEEL_STORE_URL": "store_url", "KEEL_HOME": "home", "KEEL_REDIS_URL": "redis_url"}
     for var, key in simple.items():
         if env.get(var):
             out[key] = env[var]

@@ -6,6 +6,7 @@ shared/DEPENDENCIES.md). The request goes through exactly the pipeline `keel.Cli
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import logging
 from typing import Any
@@ -45,9 +46,10 @@ class ChatEndpoint:
         trace_id = ""
         try:
             headers = dict(scope["headers"])
-            self._authorize(headers)
+            key_id = self._authorize(headers)
             body = await self._read_json(headers, receive)
             call = await self._prepare(body, headers)
+            _identify(call, key_id, headers.get(b"x-keel-tenant"))
             trace_id = call.trace_id
             if call.request.stream:
                 await self._stream(call, send)
@@ -60,12 +62,14 @@ class ChatEndpoint:
             log.exception("gateway error")
             await _send(send, 500, error_json(KeelError("Internal gateway error; see the gateway log.")), trace_id)
 
-    def _authorize(self, headers: dict[bytes, bytes]) -> None:
+    def _authorize(self, headers: dict[bytes, bytes]) -> str | None:
+        """The caller's key id (a hash prefix, never the key) when gateway keys are configured."""
         if not self.keys:
-            return
+            return None
         given = headers.get(b"authorization", b"").removeprefix(b"Bearer ").strip()
         if not any(hmac.compare_digest(given, key) for key in self.keys):
             raise AuthError("Missing or invalid API key. Send `Authorization: Bearer <key>` with a gateway key.")
+        return hashlib.sha256(given).hexdigest()[:12]
 
     async def _read_json(self, headers: dict[bytes, bytes], receive: Any) -> dict[str, Any]:
         declared = headers.get(b"content-length")
@@ -146,6 +150,14 @@ async def _send(send: Any, status: int, body: bytes, trace_id: str, headers: lis
         headers.append((b"x-keel-trace-id", trace_id.encode()))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
+
+
+def _identify(call: Any, key_id: str | None, tenant: bytes | None) -> None:
+    """Attribute the call to its gateway key and tenant (for cost reports and budgets)."""
+    if key_id:
+        call.tags["api_key"] = key_id
+    if tenant:
+        call.tags["tenant"] = tenant.decode("latin-1").strip()
 
 
 def _tags(header: bytes | None) -> dict[str, str]:
