@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -13,6 +15,20 @@ for var in ("KEEL_CONFIG", "KEEL_HOME", "KEEL_STORE_URL", "KEEL_DEFAULT_MODEL", 
     os.environ.pop(var, None)
 
 from testenv import PG_URL  # noqa: F401  (re-exported for fixtures)
+
+
+@pytest.fixture(scope="session")
+def local_provider() -> Iterator[Any]:
+    """The bundled local model, loaded once for the whole session (the engine is process-wide)."""
+    import asyncio
+
+    from keel.providers.local import LocalProvider, unload_engines
+    from keel.settings import ProviderSettings
+
+    provider = LocalProvider("local", ProviderSettings(type="local", n_ctx=4096, n_parallel=2))
+    asyncio.run(provider.engine("default"))
+    yield provider
+    unload_engines()
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import sys
 import keel
 
 EXPECTED = {
-    "AllProvidersFailed", "AsyncClient", "CircuitOpen", "AuthenticationFailed", "BudgetExceeded", "Capabilities", "ChatRequest",
+    "AllProvidersFailed", "AsyncClient", "Chain", "ChainStepError", "CircuitOpen", "FunctionStep", "OutputSpec", "PromptStep", "AuthenticationFailed", "BudgetExceeded", "Capabilities", "ChatRequest",
     "ChatResponse", "Chunk", "Client", "ConfigError", "Cost", "FakeProvider", "InvalidRequest", "KeelError",
     "Message", "MissingCredentials", "OutputValidationError", "PolicyViolation", "PromptError", "PromptNotFound",
     "PromptRenderError", "Provider", "ProviderConnectionError", "ProviderError", "ProviderTimeout", "RateLimited",

@@ -5,6 +5,7 @@ from .errors import (
     AllProvidersFailed as AllProvidersFailed,
     AuthenticationFailed as AuthenticationFailed,
     BudgetExceeded as BudgetExceeded,
+    ChainStepError as ChainStepError,
     CircuitOpen as CircuitOpen,
     ConfigError as ConfigError,
     InvalidRequest as InvalidRequest,
@@ -25,10 +26,12 @@ from .errors import (
     UnexpectedResponse as UnexpectedResponse,
     UnknownModel as UnknownModel,
 )
+from .chains import Chain as Chain, FunctionStep as FunctionStep, PromptStep as PromptStep
 from .plugins import hookimpl as hookimpl
 from .providers.base import Capabilities as Capabilities, Provider as Provider
 from .providers.fake import FakeProvider as FakeProvider
 from .settings import Settings as Settings, load_settings as load_settings
+from .structured import OutputSpec as OutputSpec
 from .sync import Client as Client
 from .types import (
     ChatRequest as ChatRequest,

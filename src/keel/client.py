@@ -58,9 +58,15 @@ class AsyncClient:
         parent_id: str | None = None,
         trace_id: str | None = None,
         raw_request: dict[str, Any] | None = None,
+        output: Any = None,
+        cache: bool | None = None,
         **params: Any,
     ) -> Call:
-        """Build the Call for a request: resolve its model and give it a trace id."""
+        """Build the Call for a request: resolve its model and give it a trace id.
+
+        `output` (a Pydantic model, a type, or a JSON schema) asks for a validated, repaired
+        answer in `response.parsed`; `cache=False` bypasses the response cache, `True` forces it.
+        """
         request = _to_request(messages, model, params)
         target = self.resolve(request.model or self.settings.default_model)
         return Call(
@@ -71,6 +77,8 @@ class AsyncClient:
             tags=tags or {},
             source=self.source,
             raw_request=raw_request,
+            output=_output_spec(output),
+            cache=cache,
         )
 
     def prompt(self, name: str, label: str | None = None) -> "PromptHandle":
@@ -92,8 +100,8 @@ class AsyncClient:
         rendered = spec.render(variables or {})
         extra = [m.model_dump(exclude_none=True) if isinstance(m, Message) else m for m in messages]
         params = {**spec.params, **{k: v for k, v in options.items() if v is not None}}
-        if "response_format" not in params and spec.response_format() is not None:
-            params["response_format"] = spec.response_format()
+        if spec.output and "response_format" not in params:
+            params.setdefault("output", spec.output)
         call = self.prepare(rendered + extra, model=model or spec.model, **params)
         call.prompt = ref
         return call
@@ -158,8 +166,10 @@ class AsyncClient:
 
     def _build_pipeline(self, record: bool) -> Stage:
         from .routing import build_routing
+        from .structured import StructuredStage, mode_for
 
         stage: Stage = build_routing(ProviderStage(), self.settings, self.resolve)
+        stage = StructuredStage(stage, mode_for=mode_for(self.settings))
         if record:
             from .tracing.stage import RecordStage
 
@@ -250,6 +260,14 @@ def describe_validation(exc: ValidationError) -> str:
         where = ".".join(str(p) for p in err["loc"]) or "body"
         parts.append(f"{where}: {err['msg']}")
     return "; ".join(parts)
+
+
+def _output_spec(output: Any) -> Any:
+    if output is None:
+        return None
+    from .structured import OutputSpec
+
+    return OutputSpec.of(output)
 
 
 def _price_overrides(settings: Settings) -> dict[tuple[str, str], Rate]:

@@ -3,7 +3,8 @@
     KeelError
     ├── ConfigError                 a setting or file is wrong: names file, key and the fix
     │   ├── MissingCredentials      an API-key environment variable is not set (names it)
-    │   └── UnknownModel            a model name matches no alias or provider (lists known ones)
+    │   ├── UnknownModel            a model name matches no alias or provider (lists known ones)
+    │   └── SuiteError              an eval suite or dataset is wrong (file, line, key); in keel.evals
     ├── PromptError
     │   ├── PromptNotFound
     │   └── PromptRenderError
@@ -19,6 +20,7 @@
     ├── PolicyViolation
     ├── BudgetExceeded
     ├── OutputValidationError       the answer does not match the requested schema
+    │   └── ChainStepError          a value at a chain step's boundary has the wrong type
     └── StoreError                  the store cannot be reached or migrated, or refused the data
                                     (`url`, and `retryable`: False when the data itself was refused)
 
@@ -186,6 +188,24 @@ class BudgetExceeded(KeelError):
 class OutputValidationError(KeelError):
     status_code = 502
     error_type = "output_validation_error"
+
+
+class ChainStepError(OutputValidationError):
+    """A value at a chain step's boundary does not match its declared type."""
+
+    def __init__(self, step: str, index: int, boundary: str, problems: list[Any], **data: Any) -> None:
+        first = problems[0]
+        listing = "; ".join(str(problem) for problem in problems)
+        super().__init__(
+            f"Chain step {index} {step!r}: its {boundary} does not match: {listing}",
+            step=step,
+            index=index,
+            boundary=boundary,
+            field=first.path,
+            value=first.value,
+            problems=problems,
+            **data,
+        )
 
 
 class StoreError(KeelError):

@@ -9,17 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from keel.providers.local import LocalProvider, unload_engines
+from keel.providers.local import LocalProvider
 from keel.settings import ProviderSettings
 
 
-@pytest.fixture(scope="session")
-def local_provider() -> Iterator[LocalProvider]:
-    """A LocalProvider on the bundled default model, loaded once, with two slots."""
-    provider = LocalProvider("local", ProviderSettings(type="local", n_ctx=4096, n_parallel=2))
-    asyncio.run(provider.engine("default"))
-    yield provider
-    unload_engines()
 
 
 @pytest.fixture

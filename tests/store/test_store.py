@@ -38,9 +38,43 @@ def seed_0001(engine: Engine) -> list[str]:
     return [SEED_0001_ID]
 
 
+SEED_0002_ID = "0002" + "b" * 28
+
+
+def seed_0002(engine: Engine) -> list[str]:
+    """A trace of a prompt call and the prompt's version, written with plain SQL at revision 0002."""
+    with engine.begin() as connection:
+        connection.execute(text(
+            "INSERT INTO traces (id, started_at, model, status, tags, prompt_name, prompt_version) "
+            """VALUES (:id, 1700000001.5, 'small', 'ok', '{"team": "seed"}', 'summarize', :version)"""
+        ), {"id": SEED_0002_ID, "version": "cd" * 32})
+        connection.execute(text(
+            "INSERT INTO prompt_versions (name, version, definition, created_at) "
+            """VALUES ('summarize', :version, '{"messages": []}', 1700000001.0)"""
+        ), {"version": "cd" * 32})
+    return [SEED_0002_ID]
+
+
+SEED_0003_ID = "0003" + "c" * 28
+
+
+def seed_0003(engine: Engine) -> list[str]:
+    """A trace and a response cache entry, written with plain SQL at revision 0003."""
+    seed_0002(engine)
+    with engine.begin() as connection:
+        connection.execute(text(
+            "INSERT INTO traces (id, started_at, model, status, tags, notes) "
+            """VALUES (:id, 1700000002.5, 'small', 'ok', '{"team": "seed"}', '{"cache": "hit"}')"""
+        ), {"id": SEED_0003_ID})
+        connection.execute(text(
+            "INSERT INTO response_cache (key, value, created_at, expires_at) VALUES ('seed', :value, 1.0, 9e18)"
+        ), {"value": b'{"seed": true}'})
+    return [SEED_0002_ID, SEED_0003_ID]
+
+
 #: Rows written at an older revision, to check that later migrations keep them: for each
 #: revision, a function that writes with plain SQL and returns the trace ids it wrote.
-SEEDS: dict[str, Callable[[Engine], list[str]]] = {"0001": seed_0001}
+SEEDS: dict[str, Callable[[Engine], list[str]]] = {"0001": seed_0001, "0002": seed_0002, "0003": seed_0003}
 
 
 def make_trace(**fields: Any) -> dict[str, Any]:

@@ -22,7 +22,7 @@ err = Console(stderr=True)
 
 
 def _register() -> None:
-    from . import cost, init, lock, models, prompts, run, serve, traces
+    from . import cost, evals, init, lock, models, prompts, run, serve, traces
 
     app.command("init")(init.init)
     app.command("run")(run.run)
@@ -34,6 +34,7 @@ def _register() -> None:
     app.command("check")(lock.check)
     app.command("prices")(cost.prices)
     app.add_typer(cost.app, name="cost")
+    app.add_typer(evals.app, name="eval")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -71,23 +71,27 @@ class FakeProvider(Provider):
         return "Echo: " + (last_user.text() if last_user else "")
 
 
-def minimal_instance(schema: dict[str, Any]) -> Any:
-    """The smallest value that satisfies a (simple) JSON schema: deterministic, for tests."""
+def minimal_instance(schema: dict[str, Any], root: dict[str, Any] | None = None) -> Any:
+    """The smallest value that satisfies a (simple) JSON schema: deterministic, for tests.
+    Local `$ref`s (`#/$defs/Name`, as Pydantic writes them) are followed."""
+    root = schema if root is None else root
+    if "$ref" in schema:
+        return minimal_instance(_follow(schema["$ref"], root), root)
     if "const" in schema:
         return schema["const"]
     if schema.get("enum"):
         return schema["enum"][0]
-    for key in ("anyOf", "oneOf"):
+    for key in ("anyOf", "oneOf", "allOf"):
         if schema.get(key):
-            return minimal_instance(schema[key][0])
+            return minimal_instance(schema[key][0], root)
     kind = schema.get("type")
     if isinstance(kind, list):
         kind = next((k for k in kind if k != "null"), "null")
     if kind == "object" or "properties" in schema:
         props = schema.get("properties", {})
-        return {k: minimal_instance(props[k]) for k in schema.get("required", list(props))}
+        return {k: minimal_instance(props.get(k, {}), root) for k in schema.get("required", list(props))}
     if kind == "array":
-        return [minimal_instance(schema.get("items", {})) for _ in range(schema.get("minItems", 0))]
+        return [minimal_instance(schema.get("items", {}), root) for _ in range(schema.get("minItems", 0))]
     if kind in ("integer", "number"):
         return schema.get("minimum", 0)
     if kind == "boolean":
@@ -95,6 +99,13 @@ def minimal_instance(schema: dict[str, Any]) -> Any:
     if kind == "null":
         return None
     return "x" * schema.get("minLength", 0)
+
+
+def _follow(ref: str, root: dict[str, Any]) -> dict[str, Any]:
+    node: Any = root
+    for part in ref.removeprefix("#/").split("/"):
+        node = node[part]
+    return node
 
 
 def _usage(request: ChatRequest, text: str) -> Usage:

@@ -6,6 +6,7 @@
     engine.py          engines with Keel's settings (SQLite WAL and busy timeout, psycopg 3)
     sql.py             `Store`: reads and writes over one engine, for both dialects
     prompts.py         the prompt registry behind `Store`: versions, labels, the history of moves
+    cache.py           the response cache table behind `Store` (keel.cache uses it)
     testing.py         for tests: throw-away PostgreSQL databases, a proxy that cuts one off
 
 Importing this package imports SQLAlchemy: `import keel` does not import it.

@@ -11,7 +11,7 @@ required unless they say otherwise.
 
 from __future__ import annotations
 
-from sqlalchemy import JSON, Boolean, Column, Float, Index, Integer, MetaData, Table, Text
+from sqlalchemy import JSON, Boolean, Column, Float, Index, Integer, LargeBinary, MetaData, Table, Text
 from sqlalchemy.dialects.postgresql import JSONB
 
 metadata = MetaData()
@@ -95,4 +95,52 @@ prompt_label_moves = Table(
     Column("actor", Text, nullable=False),
     Column("reason", Text),
     Index("ix_prompt_label_moves_name_moved_at", "name", "moved_at"),
+)
+
+#: The response cache (keel.cache): an answer by request key, until it expires (epoch seconds).
+response_cache = Table(
+    "response_cache",
+    metadata,
+    Column("key", Text, primary_key=True),  # sha256 of the canonical request, 64 hex characters
+    Column("value", LargeBinary, nullable=False),  # the encoded answer (JSON bytes)
+    Column("created_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+    Index("ix_response_cache_expires_at", "expires_at"),
+)
+
+#: One run of an eval suite (`keel eval run`): what ran, and when finished, its summary.
+eval_runs = Table(
+    "eval_runs",
+    metadata,
+    Column("id", Text, primary_key=True),  # 32 hex characters
+    Column("suite", Text, nullable=False),
+    Column("suite_hash", Text, nullable=False),  # sha256 of the suite, its dataset and prompt versions
+    Column("started_at", Float, nullable=False),
+    Column("finished_at", Float),
+    Column("status", Text, nullable=False),  # running, finished, interrupted, failed
+    Column("config", Document),
+    Column("summary", Document),
+    Index("ix_eval_runs_suite_started_at", "suite", "started_at"),
+)
+
+#: One answer of one eval run: a case, under one prompt and model, at one repeat.
+eval_results = Table(
+    "eval_results",
+    metadata,
+    Column("run_id", Text, primary_key=True),
+    Column("case_id", Text, primary_key=True),
+    Column("model", Text, primary_key=True),
+    Column("prompt", Text, primary_key=True),
+    Column("repeat", Integer, primary_key=True),
+    Column("output", Text),
+    Column("passed", Boolean, nullable=False),
+    Column("score", Float, nullable=False),
+    Column("assertions", Document),  # each assertion's outcome: type, passed, score, message, details
+    Column("error", Text),  # the call failed: the error's class and message
+    Column("latency_ms", Float),
+    Column("prompt_tokens", Integer),
+    Column("completion_tokens", Integer),
+    Column("cost", Text),  # an exact decimal string; NULL when unknown (never 0)
+    Column("trace_id", Text),
+    Column("created_at", Float, nullable=False),
 )

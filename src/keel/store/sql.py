@@ -4,7 +4,8 @@ Writes go through `insert_trace_jsonl`: a batch of JSON lines becomes one statem
 database unpack the rows (`json_each` on SQLite, `json_populate_recordset` on PostgreSQL), so a
 batch of a thousand traces costs one round trip and no per-row Python work.
 
-The prompt registry's methods delegate to `prompts.py`.
+The prompt registry's methods delegate to `prompts.py`, the eval runs' to `evals.py`, the
+response cache's to `cache.py`.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 
 from ..errors import StoreError
-from . import migrate, prompts
+from . import cache, evals, migrate, prompts
 from .engine import create_store_engine, shown_url
 from .schema import traces
 
@@ -53,7 +54,7 @@ def open_store(url: str) -> Store:
 
 
 class Store:
-    """Traces and the prompt registry in a SQL database. Thread-safe: every method takes its own pooled connection."""
+    """Traces, the prompt registry and eval runs in a SQL database. Thread-safe: every method takes its own pooled connection."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -148,6 +149,50 @@ class Store:
     def prompt_call_stats(self, name: str, since: float | None = None) -> dict[str, Any]:
         """Traced calls of the prompt since `since`: {"calls", "drift_calls", "by_version"}."""
         return self._read(prompts.call_stats, name, since)
+
+    # Eval runs and results: see keel.store.evals.
+
+    def create_eval_run(self, run_id: str, suite: str, suite_hash: str, config: dict[str, Any]) -> None:
+        """Record the start of an eval run (status `running`)."""
+        self._write(evals.create_run, run_id, suite, suite_hash, config)
+
+    def finish_eval_run(self, run_id: str, status: str, summary: dict[str, Any] | None = None) -> None:
+        """Set a run's status (finished, interrupted, failed) and its summary."""
+        self._write(evals.finish_run, run_id, status, summary)
+
+    def get_eval_run(self, id_or_prefix: str) -> dict[str, Any] | None:
+        """The run with this id or unique id prefix; None if none or ambiguous."""
+        return self._read(evals.get_run, id_or_prefix)
+
+    def list_eval_runs(self, suite: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
+        """The newest runs first, of one suite or of all."""
+        return self._read(evals.list_runs, suite, limit)
+
+    def unfinished_eval_run(self, suite: str, suite_hash: str) -> dict[str, Any] | None:
+        """The newest run of the suite at this content hash that did not finish (to resume)."""
+        return self._read(evals.unfinished_run, suite, suite_hash)
+
+    def save_eval_result(self, result: dict[str, Any]) -> bool:
+        """Save one scored answer; one already saved under the same key is kept. True if new."""
+        return self._write(evals.save_result, result)
+
+    def eval_results(self, run_id: str) -> list[dict[str, Any]]:
+        """Every saved answer of the run, ordered by prompt, model, case and repeat."""
+        return self._read(evals.results, run_id)
+
+    # The response cache: see keel.store.cache.
+
+    def cache_get(self, key: str, now: float) -> bytes | None:
+        """The cached value under `key`, unless it expired by `now`."""
+        return self._read(cache.get, key, now)
+
+    def cache_set(self, key: str, value: bytes, expires_at: float) -> None:
+        """Cache `value` under `key` until `expires_at` (epoch seconds), replacing any entry."""
+        self._write(cache.put, key, value, expires_at)
+
+    def cache_purge(self, now: float) -> int:
+        """Delete the entries expired by `now`; returns how many."""
+        return self._write(cache.purge, now)
 
     def close(self) -> None:
         self.engine.dispose()

@@ -1,0 +1,81 @@
+"""Eval runs and their results behind `Store`: one row per run, one per answer.
+
+A run is written as `running` first; each answer is saved as soon as it is scored, so an
+interrupted run can be resumed by skipping the answers already saved.
+"""
+
+from __future__ import annotations
+
+import time
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Engine, select, update
+
+from .prompts import _insert_new
+from .schema import eval_results, eval_runs
+
+RESULT_KEY = ("case_id", "model", "prompt", "repeat")
+
+
+def create_run(engine: Engine, run_id: str, suite: str, suite_hash: str, config: dict[str, Any]) -> None:
+    row = {"id": run_id, "suite": suite, "suite_hash": suite_hash, "started_at": time.time(),
+           "finished_at": None, "status": "running", "config": config, "summary": None}
+    with engine.begin() as connection:
+        connection.execute(eval_runs.insert().values(row))
+
+
+def finish_run(engine: Engine, run_id: str, status: str, summary: dict[str, Any] | None) -> None:
+    values: dict[str, Any] = {"status": status, "finished_at": time.time() if status == "finished" else None}
+    if summary is not None:
+        values["summary"] = summary
+    with engine.begin() as connection:
+        connection.execute(update(eval_runs).where(eval_runs.c.id == run_id).values(values))
+
+
+def get_run(engine: Engine, id_or_prefix: str) -> dict[str, Any] | None:
+    """The run with this id, or with the only id starting with it."""
+    key = id_or_prefix.strip().lower()
+    if not key:
+        return None
+    with engine.connect() as connection:
+        row = connection.execute(select(eval_runs).where(eval_runs.c.id == key)).first()
+        if row is None:
+            rows = connection.execute(select(eval_runs).where(eval_runs.c.id.startswith(key, autoescape=True)).limit(2)).all()
+            row = rows[0] if len(rows) == 1 else None
+    return dict(row._mapping) if row is not None else None
+
+
+def list_runs(engine: Engine, suite: str | None, limit: int) -> list[dict[str, Any]]:
+    query = select(eval_runs).order_by(eval_runs.c.started_at.desc(), eval_runs.c.id).limit(limit)
+    if suite is not None:
+        query = query.where(eval_runs.c.suite == suite)
+    with engine.connect() as connection:
+        return [dict(row._mapping) for row in connection.execute(query)]
+
+
+def unfinished_run(engine: Engine, suite: str, suite_hash: str) -> dict[str, Any] | None:
+    """The newest run of this suite, at this content hash, that did not finish."""
+    c = eval_runs.c
+    query = (select(eval_runs).where(c.suite == suite, c.suite_hash == suite_hash, c.status != "finished")
+             .order_by(c.started_at.desc()).limit(1))
+    with engine.connect() as connection:
+        row = connection.execute(query).first()
+    return dict(row._mapping) if row is not None else None
+
+
+def save_result(engine: Engine, result: dict[str, Any]) -> bool:
+    """Save one answer; an answer already saved for the same key is kept. True if it was new."""
+    row = {column.name: result.get(column.name) for column in eval_results.columns}
+    row["created_at"] = row["created_at"] or time.time()
+    if isinstance(row["cost"], Decimal):
+        row["cost"] = str(row["cost"])
+    with engine.begin() as connection:
+        return connection.execute(_insert_new(connection, eval_results, row)).first() is not None
+
+
+def results(engine: Engine, run_id: str) -> list[dict[str, Any]]:
+    c = eval_results.c
+    query = select(eval_results).where(c.run_id == run_id).order_by(c.prompt, c.model, c.case_id, c.repeat)
+    with engine.connect() as connection:
+        return [dict(row._mapping) for row in connection.execute(query)]

@@ -1,0 +1,58 @@
+"""Eval runs and results in the store, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from testenv import PG_URL
+
+from keel.store import Store, open_store
+from keel.store.testing import temporary_database
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    if request.param == "sqlite":
+        with open_store(f"sqlite:///{tmp_path / 'keel.db'}") as opened:
+            yield opened
+    else:
+        with temporary_database(PG_URL) as url, open_store(url) as opened:
+            yield opened
+
+
+def _result(**fields: object) -> dict[str, object]:
+    row = {"run_id": "r1" + "0" * 30, "case_id": "a", "model": "m", "prompt": "p", "repeat": 0, "output": "héllo",
+           "passed": True, "score": 0.75, "assertions": [{"type": "equals", "passed": True, "details": {"x": [1]}}],
+           "error": None, "latency_ms": 12.5, "prompt_tokens": 3, "completion_tokens": 4, "cost": Decimal("0.000012345"),
+           "trace_id": "t" * 32, "created_at": 1700000000.25}
+    return row | fields
+
+
+def test_a_run_and_its_results_round_trip(store: Store) -> None:
+    run_id = "r1" + "0" * 30
+    store.create_eval_run(run_id, "suite", "h" * 64, {"repeat": 2, "models": ["m"]})
+    assert store.save_eval_result(_result()) is True
+    assert store.save_eval_result(_result(output="again")) is False  # the saved answer is kept
+    store.save_eval_result(_result(repeat=1, cost=None, passed=False, output=None, error="ProviderTimeout: slow"))
+    [first, second] = store.eval_results(run_id)
+    assert first == _result() | {"cost": "0.000012345"}
+    assert second["cost"] is None and second["error"] == "ProviderTimeout: slow" and second["passed"] is False
+    run = store.get_eval_run(run_id[:6])
+    assert run is not None and run["status"] == "running" and run["config"] == {"repeat": 2, "models": ["m"]}
+    assert store.unfinished_eval_run("suite", "h" * 64)["id"] == run_id  # type: ignore[index]
+    store.finish_eval_run(run_id, "finished", {"passed": True, "cells": []})
+    run = store.get_eval_run(run_id)
+    assert run["status"] == "finished" and run["finished_at"] and run["summary"] == {"passed": True, "cells": []}  # type: ignore[index]
+    assert store.unfinished_eval_run("suite", "h" * 64) is None
+
+
+def test_listing_runs_newest_first(store: Store) -> None:
+    for index, suite in enumerate(["a", "b", "a"]):
+        store.create_eval_run(f"{index:032d}", suite, "h", {})
+    assert [r["id"][-1] for r in store.list_eval_runs()] == ["2", "1", "0"]
+    assert [r["id"][-1] for r in store.list_eval_runs("a", limit=1)] == ["2"]
+    assert store.get_eval_run("0000") is None  # ambiguous prefix
+    assert store.get_eval_run("") is None
