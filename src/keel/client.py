@@ -36,6 +36,7 @@ class AsyncClient:
         self._recorder: Any = None
         self.prices = PriceBook(_price_overrides(self.settings))
         self._record = record
+        self._budgets: Any = None
         self.pipeline = self._build_pipeline(record)
 
     # -- calls -------------------------------------------------------------------------------
@@ -165,10 +166,14 @@ class AsyncClient:
     # -- wiring ------------------------------------------------------------------------------
 
     def _build_pipeline(self, record: bool) -> Stage:
+        from .budgets import BudgetStage, with_budgets
         from .routing import build_routing
         from .structured import StructuredStage, mode_for
 
         stage: Stage = build_routing(ProviderStage(), self.settings, self.resolve)
+        # Budgets reserve per upstream call (inside repairs) so one reservation never covers several.
+        stage = with_budgets(stage, self.settings, self.prices)
+        self._budgets = stage if isinstance(stage, BudgetStage) else None
         stage = StructuredStage(stage, mode_for=mode_for(self.settings))
         if record:
             from .tracing.stage import RecordStage
@@ -195,6 +200,8 @@ class AsyncClient:
         return self._recorder.flush(timeout) if self._recorder is not None else True
 
     async def aclose(self) -> None:
+        if self._budgets is not None:
+            await self._budgets.aclose()
         for provider in self._providers.values():
             await provider.aclose()
         self._providers.clear()

@@ -33,6 +33,7 @@ def _register() -> None:
     app.command("lock")(lock.lock)
     app.command("check")(lock.check)
     app.command("prices")(cost.prices)
+    app.command("budgets")(cost.budgets)
     app.add_typer(cost.app, name="cost")
     app.add_typer(evals.app, name="eval")
 

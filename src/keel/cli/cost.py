@@ -85,3 +85,33 @@ def _pair(text: str) -> tuple[str, str]:
 
 def _m(value) -> str:  # type: ignore[no-untyped-def]
     return f"{value * MILLION:.4f}"
+
+
+def budgets() -> None:
+    """Spent, in flight and remaining for every configured budget in its current period."""
+    import asyncio
+
+    from ..budgets import budget_status, open_ledger
+
+    settings = load_settings()
+    if not settings.budgets:
+        typer.echo("No budgets configured. Add [[budgets]] entries to keel.toml.")
+        return
+    if not settings.redis_url:
+        raise ConfigError(
+            "Budgets are kept in each process's memory when no redis_url is set, so no other process can "
+            "read them. Set redis_url in keel.toml (or KEEL_REDIS_URL) to share and inspect them."
+        )
+
+    async def read() -> list[dict]:
+        ledger = open_ledger(settings)
+        try:
+            return await budget_status(settings, ledger)
+        finally:
+            await ledger.aclose()
+
+    table = Table("budget", "scope", "period", "kind", "limit", "spent", "in flight", "remaining")
+    for row in asyncio.run(read()):
+        kind = "hard" if row["hard"] else "soft"
+        table.add_row(row["budget"], str(row["scope"]), str(row["period"]), kind, *(f"${row[k]:.4f}" for k in ("limit", "spent", "reserved", "remaining")))
+    Console().print(table)

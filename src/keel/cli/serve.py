@@ -26,6 +26,12 @@ def serve(
         os.environ["KEEL_PORT"] = str(port)
     settings = load_settings()
     _check_binding(settings)
+    if workers > 1 and settings.budgets and not settings.redis_url:
+        typer.echo(
+            "Warning: without redis_url each worker keeps its own budgets, so --workers N may spend N times "
+            "their limits. Set redis_url in keel.toml (or KEEL_REDIS_URL).",
+            err=True,
+        )
     # Workers re-read the same settings from the environment.
     if settings.source:
         os.environ["KEEL_CONFIG"] = str(settings.source)

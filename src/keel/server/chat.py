@@ -165,7 +165,8 @@ def _tags(header: bytes | None) -> dict[str, str]:
     if not header:
         return {}
     pairs = (item.split("=", 1) for item in header.decode("latin-1").split(",") if "=" in item)
-    return {k.strip(): v.strip() for k, v in pairs if k.strip()}
+    # api_key and tenant come from authentication and X-Keel-Tenant only: budgets rely on them.
+    return {k.strip(): v.strip() for k, v in pairs if k.strip() and k.strip() not in ("api_key", "tenant")}
 
 
 def _too_large(limit: int) -> str:

@@ -1,0 +1,196 @@
+"""The ledger interface: what a budget has spent and holds in reserve, per bucket.
+
+A bucket is one budget, one period (a UTC day, a month, or all time) and one scope value (e.g.
+`tenant=acme`). Before a call, `reserve` puts a hold of its worst-case cost on every bucket the
+call counts against, all or nothing: a hard bucket refuses when spent + reserved + hold would pass
+its limit. After the call, `settle` drops the hold and adds what the call really cost.
+
+Amounts cross the interface as Decimals and are kept as integers of 10⁻⁹ currency units
+(`to_units`, rounded up), so both ledgers do the same exact arithmetic and a Redis Lua script can
+compare them. A hold that is never settled (its process died) lapses after `hold_ttl` seconds;
+live calls renew theirs (`renew`).
+
+    Ledger            the interface
+    ├── MemoryLedger  this process only (one gateway worker, or the library)
+    └── RedisLedger   shared by every worker and host using the same Redis (redis_ledger.py)
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from decimal import ROUND_CEILING, Decimal
+
+#: Ledger amounts are integers of this many currency units (10⁻⁹: a nano-dollar).
+UNIT = Decimal("1e-9")
+#: The largest amount kept exactly: Lua compares in doubles, exact below 2**53 units (~9 million).
+MAX_UNITS = 2**53 - 1
+
+
+def to_units(amount: Decimal) -> int:
+    """A currency amount as ledger units, rounded up (a reservation never undercounts)."""
+    return int((amount / UNIT).to_integral_value(rounding=ROUND_CEILING))
+
+
+def from_units(units: int) -> Decimal:
+    """Ledger units as a plain currency amount (`Decimal("1.5")`, not `1.500000000`)."""
+    value = (Decimal(units) * UNIT).normalize()
+    return value.quantize(Decimal(1)) if value == value.to_integral_value() else value
+
+
+def plain(amount: Decimal) -> str:
+    """An amount for people: "0.000000123", "1.5", "10" (never "1.23E-7" or "1.500")."""
+    text = format(amount, "f")
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+@dataclass(frozen=True)
+class Bucket:
+    """Where a hold goes: a budget's limit, in one period, for one scope value."""
+
+    budget: str
+    #: "global", "key=3fa2…", "tenant=acme", "feature=search", "prompt=summarize".
+    scope: str
+    #: "2026-11-25" (day), "2026-11" (month) or "total".
+    period: str
+    limit: Decimal
+    hard: bool
+    #: Unix time after which the bucket's figures may be forgotten (None: kept forever).
+    expires_at: float | None = None
+
+
+@dataclass(frozen=True)
+class Hold:
+    """A reservation of `amount` on `bucket`, identified by the call's hold id."""
+
+    bucket: Bucket
+    amount: Decimal
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why `reserve` refused: the first hard bucket the hold did not fit in, and its figures."""
+
+    hold: Hold
+    spent: Decimal
+    reserved: Decimal
+
+
+@dataclass(frozen=True)
+class Crossing:
+    """A settle took a bucket's spending past its limit, for the first time this period."""
+
+    bucket: Bucket
+    spent: Decimal
+
+
+@dataclass(frozen=True)
+class BucketState:
+    budget: str
+    scope: str
+    period: str
+    spent: Decimal
+    reserved: Decimal
+
+
+class Ledger(ABC):
+    """Budget figures shared by every call that goes through the same ledger."""
+
+    #: Seconds an unsettled hold lasts unless renewed (what a crashed process can leave behind).
+    hold_ttl: float = 900.0
+    #: Whether holds lapse (and so whether live calls need to `renew` them).
+    holds_lapse: bool = False
+
+    @abstractmethod
+    async def reserve(self, hold_id: str, holds: Sequence[Hold]) -> Refusal | None:
+        """Place every hold, or none: None when placed, else the first hard bucket that refused."""
+
+    @abstractmethod
+    async def settle(self, hold_id: str, holds: Sequence[Hold], actual: Sequence[Decimal]) -> list[Crossing]:
+        """Drop the holds and add `actual[i]` to the spending of `holds[i].bucket`."""
+
+    async def renew(self, hold_id: str, holds: Sequence[Hold]) -> None:
+        """Keep the holds of a call still in flight from lapsing."""
+
+    @abstractmethod
+    async def buckets(self, budget: str, period: str) -> list[BucketState]:
+        """Every bucket of `budget` in `period` that has seen a call."""
+
+    async def aclose(self) -> None:
+        """Release connections."""
+
+
+@dataclass
+class _Figures:
+    spent: int = 0
+    reserved: int = 0
+    alerted: bool = False
+    expires_at: float | None = None
+    holds: dict[str, int] = field(default_factory=dict)
+
+
+class MemoryLedger(Ledger):
+    """Budgets kept in this process. Each process has its own figures: a gateway with several
+    workers needs `redis_url` for its budgets to hold. Safe across threads and event loops: no
+    operation awaits while holding the lock. Buckets of past periods are dropped as they expire."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._figures: dict[tuple[str, str, str], _Figures] = {}
+        self._next_sweep = 0.0
+
+    async def reserve(self, hold_id: str, holds: Sequence[Hold]) -> Refusal | None:
+        with self._lock:
+            self._drop_expired()
+            for hold in holds:
+                figures = self._figures.get(_key(hold.bucket)) or _Figures()
+                needed = figures.spent + figures.reserved + to_units(hold.amount)
+                if hold.bucket.hard and needed > to_units(hold.bucket.limit):
+                    return Refusal(hold, from_units(figures.spent), from_units(figures.reserved))
+            for hold in holds:
+                figures = self._bucket(hold.bucket)
+                units = to_units(hold.amount)
+                figures.reserved += units
+                figures.holds[hold_id] = units
+        return None
+
+    async def settle(self, hold_id: str, holds: Sequence[Hold], actual: Sequence[Decimal]) -> list[Crossing]:
+        crossings = []
+        with self._lock:
+            for hold, amount in zip(holds, actual, strict=True):
+                figures = self._bucket(hold.bucket)
+                figures.reserved -= figures.holds.pop(hold_id, 0)
+                figures.spent += to_units(amount)
+                if figures.spent > to_units(hold.bucket.limit) and not figures.alerted:
+                    figures.alerted = True
+                    crossings.append(Crossing(hold.bucket, from_units(figures.spent)))
+        return crossings
+
+    async def buckets(self, budget: str, period: str) -> list[BucketState]:
+        with self._lock:
+            return [
+                BucketState(name, scope, when, from_units(f.spent), from_units(f.reserved))
+                for (name, when, scope), f in sorted(self._figures.items())
+                if name == budget and when == period
+            ]
+
+    def _bucket(self, bucket: Bucket) -> _Figures:
+        figures = self._figures.get(_key(bucket))
+        if figures is None:
+            figures = self._figures[_key(bucket)] = _Figures(expires_at=bucket.expires_at)
+        return figures
+
+    def _drop_expired(self) -> None:
+        now = time.time()
+        if now < self._next_sweep:
+            return
+        self._next_sweep = now + 60
+        for key in [k for k, f in self._figures.items() if f.expires_at is not None and f.expires_at < now and not f.holds]:
+            del self._figures[key]
+
+
+def _key(bucket: Bucket) -> tuple[str, str, str]:
+    return bucket.budget, bucket.period, bucket.scope

@@ -1,0 +1,289 @@
+"""The budget stage: reserve a call's worst-case cost before sending it, settle its real cost after.
+
+    reserve   for every budget whose scope matches the call, a hold of the call's worst-case cost
+              (`worst_case`) on its bucket, all or nothing; a hard budget refuses with
+              BudgetExceeded when spent + in flight + this call could pass its limit, or when the
+              cost cannot be bounded (no price known). Soft budgets never refuse.
+    call      the inner stages (routing, provider)
+    settle    the hold is dropped and the real cost added, priced here from the usage (the
+              recording stage, which sets `response.cost`, is outside this one):
+              - an answer: its usage, priced for the model that answered (no usage reported,
+                or no price known: the worst case);
+              - a stream: its last usage chunk; lacking one (closed early, cut), the worst case;
+              - an error the upstream answered with (HTTP ≥ 400) or raised before sending: 0;
+              - any other error (timeout, dropped connection, cancelled): the worst case, since
+                the upstream may have done, and billed, the work.
+
+Because every in-flight call holds its worst case, concurrent calls, in one process or across
+gateway workers sharing a RedisLedger, never spend past a hard limit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from ..cost.pricing import PriceBook
+from ..errors import (
+    AllProvidersFailed,
+    BudgetExceeded,
+    CircuitOpen,
+    ConfigError,
+    PolicyViolation,
+    PromptError,
+    ProviderError,
+    RequestError,
+    StoreError,
+)
+from ..pipeline import Call, Stage
+from ..settings import BudgetSettings
+from ..types import ChatResponse, Chunk, Usage
+from .alerts import Alerts
+from .ledger import MAX_UNITS, Bucket, Hold, Ledger, Refusal, plain, to_units
+from .scope import Scope, period_of
+from .worst_case import Models, Priced, output_tokens, prompt_tokens, worst_cost
+
+log = logging.getLogger("keel.budgets")
+
+#: Errors raised before anything reached an upstream: nothing was spent.
+UNSENT = (BudgetExceeded, ConfigError, PromptError, PolicyViolation, RequestError, CircuitOpen)
+
+
+class BudgetStage(Stage):
+    def __init__(
+        self,
+        inner: Stage,
+        budgets: Sequence[BudgetSettings],
+        ledger: Ledger,
+        prices: PriceBook,
+        *,
+        models: Models | None = None,
+        alerts: Alerts | None = None,
+    ) -> None:
+        super().__init__(inner)
+        names = [budget.name for budget in budgets]
+        if len(set(names)) != len(names):
+            twice = sorted({name for name in names if names.count(name) > 1})
+            raise ConfigError(f"Budgets {', '.join(map(repr, twice))} are defined more than once in keel.toml: "
+                              "give each [[budgets]] entry its own name.", budgets=twice)
+        for budget in budgets:
+            if to_units(budget.limit) > MAX_UNITS:
+                raise ConfigError(f"Budget {budget.name!r} has limit {budget.limit}; budgets are tracked exactly up to "
+                                  f"{MAX_UNITS // 10**9:,}. Lower the limit.", budget=budget.name)
+        self.budgets = [(budget, Scope.parse(budget.scope, budget.name)) for budget in budgets]
+        self.ledger = ledger
+        self.prices = prices
+        self.models: Models = models or (lambda target: [Priced.of(target)])
+        self.alerts = alerts or Alerts()
+        self._unpriced: set[tuple[str, str]] = set()
+        self._renewals: set[asyncio.Task[None]] = set()
+
+    async def complete(self, call: Call) -> ChatResponse:
+        matched = self._matching(call)
+        if not matched:
+            return await self.inner.complete(call)
+        claim = await self._reserve(call, matched)
+        try:
+            response = await self.inner.complete(call)
+        except BaseException as exc:
+            await claim.settle(None if _maybe_billed(exc) else Decimal(0))
+            raise
+        await claim.settle(self._cost(call, response.usage, claim.at))
+        return response
+
+    def stream(self, call: Call) -> AsyncIterator[Chunk]:
+        matched = self._matching(call)
+        if not matched:
+            return self.inner.stream(call)
+        return self._stream(call, matched)
+
+    async def aclose(self) -> None:
+        await self.alerts.drain()
+        await self.ledger.aclose()
+
+    # -- the steps -----------------------------------------------------------------------------
+
+    async def _stream(self, call: Call, matched: list[tuple[BudgetSettings, str]]) -> AsyncIterator[Chunk]:
+        claim = await self._reserve(call, matched)
+        stream = self.inner.stream(call)
+        usage: Usage | None = None
+        delivered = False
+        error: BaseException | None = None
+        try:
+            async for chunk in stream:
+                delivered = True
+                usage = chunk.usage or usage
+                yield chunk
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            try:
+                await _close(stream)
+            finally:
+                if usage is not None:
+                    actual: Decimal | None = self._cost(call, usage, claim.at)
+                elif not delivered and error is not None and not _maybe_billed(error):
+                    actual = Decimal(0)
+                else:
+                    actual = None
+                await claim.settle(actual)
+
+    def _matching(self, call: Call) -> list[tuple[BudgetSettings, str]]:
+        matched = []
+        for budget, scope in self.budgets:
+            label = scope.bucket(call)
+            if label is not None:
+                matched.append((budget, label))
+        return matched
+
+    async def _reserve(self, call: Call, matched: list[tuple[BudgetSettings, str]]) -> "_Claim":
+        at = datetime.now(UTC)
+        models = self.models(call.target)
+        prompt = {model: prompt_tokens(call.request, model) for model in models}
+        worst_by_output: dict[int, tuple[Decimal | None, Priced]] = {}
+        holds = []
+        for budget, label in matched:
+            output = output_tokens(call.request, budget.reserve_max_tokens)
+            if output not in worst_by_output:
+                worst_by_output[output] = worst_cost(self.prices, models, prompt, output, at)
+            worst, model = worst_by_output[output]
+            if worst is None:
+                if budget.hard:
+                    raise _unbounded(budget, model)
+                self._warn_unpriced(budget, model)
+                worst = Decimal(0)
+            period, expires_at = period_of(budget.period, at)
+            holds.append(Hold(Bucket(budget.name, label, period, budget.limit, budget.hard, expires_at), worst))
+        hold_id = os.urandom(8).hex()
+        try:
+            refusal = await self.ledger.reserve(hold_id, holds)
+        except StoreError as exc:
+            if any(hold.bucket.hard for hold in holds):
+                raise
+            log.warning("Soft budgets not counted for call %s: %s", call.trace_id, exc)
+            return _Claim(self, "", [], at)
+        if refusal is not None:
+            raise _exceeded(refusal)
+        call.notes["budgets"] = [{"budget": h.bucket.budget, "scope": h.bucket.scope, "reserved": plain(h.amount)} for h in holds]
+        return _Claim(self, hold_id, holds, at)
+
+    def _cost(self, call: Call, usage: Usage, at: datetime) -> Decimal | None:
+        """What the call cost, priced for whoever answered (None: unknown, keep the worst case)."""
+        if usage.prompt_tokens == 0 and usage.completion_tokens == 0:
+            return None  # the upstream reported no usage
+        target = call.target
+        return self.prices.cost(target.provider.name, target.pricing_id, target.model, usage, at).amount
+
+    def _warn_unpriced(self, budget: BudgetSettings, model: Priced) -> None:
+        key = (budget.name, model.alias)
+        if key not in self._unpriced:
+            self._unpriced.add(key)
+            log.warning("Soft budget %r cannot count calls to model %s: no price is known for it. %s",
+                        budget.name, model.describe(), _how_to_price(model))
+
+    def _budget(self, name: str) -> BudgetSettings:
+        return next(budget for budget, _ in self.budgets if budget.name == name)
+
+
+class _Claim:
+    """The holds one call placed, until it settles them (once)."""
+
+    def __init__(self, stage: BudgetStage, hold_id: str, holds: list[Hold], at: datetime) -> None:
+        self.stage, self.hold_id, self.holds, self.at = stage, hold_id, holds, at
+        self._timer: asyncio.TimerHandle | None = None
+        if holds and stage.ledger.holds_lapse:
+            self._schedule_renewal()
+
+    async def settle(self, actual: Decimal | None) -> None:
+        """Drop the holds and add `actual` (None: each hold's worst case) to every bucket."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if not self.holds:
+            return
+        holds, self.holds = self.holds, []
+        amounts = [hold.amount if actual is None else actual for hold in holds]
+        ledger = self.stage.ledger
+        try:
+            # Shielded: a caller that goes away mid-settle must not leave the hold behind.
+            crossings = await asyncio.shield(ledger.settle(self.hold_id, holds, amounts))
+        except Exception as exc:  # the call is done: its answer must not be lost to the ledger
+            log.error("Could not settle budget holds %s (%s): %s", self.hold_id, ", ".join(h.bucket.budget for h in holds), exc)
+            return
+        for crossing in crossings:
+            self.stage.alerts.crossed(self.stage._budget(crossing.bucket.budget), crossing)
+
+    def _schedule_renewal(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._timer = loop.call_later(self.stage.ledger.hold_ttl / 3, self._renew)
+
+    def _renew(self) -> None:
+        task = asyncio.get_running_loop().create_task(self._renew_holds(list(self.holds)))
+        self.stage._renewals.add(task)
+        task.add_done_callback(self.stage._renewals.discard)
+        self._schedule_renewal()
+
+    async def _renew_holds(self, holds: list[Hold]) -> None:
+        try:
+            await self.stage.ledger.renew(self.hold_id, holds)
+        except Exception as exc:
+            log.warning("Could not renew budget holds %s: %s", self.hold_id, exc)
+
+
+def _maybe_billed(error: BaseException) -> bool:
+    """Whether a failed call may still have been billed by the upstream."""
+    if isinstance(error, AllProvidersFailed):
+        return any(_maybe_billed(e) for e in error.exceptions)
+    if isinstance(error, UNSENT):
+        return False
+    if isinstance(error, ProviderError):
+        status = getattr(error, "status", None)
+        return not (isinstance(status, int) and status >= 400)
+    return True
+
+
+def _exceeded(refusal: Refusal) -> BudgetExceeded:
+    bucket = refusal.hold.bucket
+    period = "all time" if bucket.period == "total" else bucket.period
+    in_flight = f", {plain(refusal.reserved)} held by calls in flight" if refusal.reserved else ""
+    retry = "Retry when the calls in flight finish, lower" if refusal.reserved else "Lower"
+    return BudgetExceeded(
+        f"Budget {bucket.budget!r} ({bucket.scope}, {period}) cannot take this call: limit {plain(bucket.limit)}, "
+        f"spent {plain(refusal.spent)}{in_flight}, and this call may cost up to {plain(refusal.hold.amount)}. "
+        f"{retry} max_tokens to lower the worst case, or raise the budget's limit in keel.toml.",
+        budget=bucket.budget,
+        scope=bucket.scope,
+        period=bucket.period,
+        limit=bucket.limit,
+        spent=refusal.spent,
+        reserved=refusal.reserved,
+        cost=refusal.hold.amount,
+    )
+
+
+def _unbounded(budget: BudgetSettings, model: Priced) -> BudgetExceeded:
+    return BudgetExceeded(
+        f"Budget {budget.name!r} is hard, and the cost of a call to model {model.describe()} cannot be bounded: "
+        f"no price is known for it (price catalog provider {model.pricing_id!r}). {_how_to_price(model)} "
+        "Or make the budget soft (hard = false).",
+        budget=budget.name,
+        model=model.alias,
+    )
+
+
+def _how_to_price(model: Priced) -> str:
+    if "/" in model.alias:
+        return (f'Set a price in keel.toml with an alias: [models.NAME] provider = "{model.provider}", '
+                f'model = "{model.model}", and [models.NAME.price] input_per_mtok = …, output_per_mtok = ….')
+    return f"Set a price in keel.toml: [models.{model.alias}.price] input_per_mtok = …, output_per_mtok = …."
+
+
+async def _close(stream: AsyncIterator[Chunk]) -> None:
+    aclose = getattr(stream, "aclose", None)
+    if aclose is not None:
+        await aclose()

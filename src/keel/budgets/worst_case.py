@@ -1,0 +1,159 @@
+"""The most a call can cost, known before it is sent.
+
+    worst case = prompt tokens (an upper bound) × input price
+               + output tokens allowed (max_tokens, else the budget's reserve_max_tokens) × n × output price
+
+priced for the call's model and for each of its fallbacks, keeping the highest (a fallback may
+answer instead). Tiered catalog prices are applied to those token counts, so the worst case
+follows the tiers.
+
+Prompt tokens: for OpenAI's own models (OpenAI or Azure endpoints), counted with the model's
+tokenizer; for any other model, the UTF-8 bytes of the text, since every token of a byte-level
+tokenizer covers at least one byte, plus `MESSAGE_TOKENS` per message for the chat template.
+Tools, functions and response_format count as their JSON. Images, audio and files cannot be
+counted from the request: each such part is reserved at `NON_TEXT_TOKENS`, an allowance, not a bound.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+import orjson
+
+from ..cost.pricing import PriceBook, pricing_id_for
+from ..pipeline import Target
+from ..settings import Settings
+from ..types import ChatRequest, Message, Usage
+
+#: Chat-template tokens per message (role markers, separators) on top of its text bytes.
+MESSAGE_TOKENS = 8
+#: Tokens reserved for each image, audio or file part of a message.
+NON_TEXT_TOKENS = 4096
+#: Request fields that are sent to the model as prompt tokens.
+PROMPT_FIELDS = ("tools", "functions", "tool_choice")
+#: Catalog ids whose endpoints run OpenAI's own models (tokenised exactly by tiktoken).
+OPENAI_PRICING_IDS = ("openai", "azure")
+
+
+@dataclass(frozen=True)
+class Priced:
+    """A model a call may be answered by, as pricing sees it."""
+
+    alias: str
+    provider: str
+    kind: str
+    pricing_id: str | None
+    model: str
+
+    @classmethod
+    def of(cls, target: Target) -> "Priced":
+        return cls(target.alias, target.provider.name, target.provider.kind, target.pricing_id, target.model)
+
+    @property
+    def exact_tokenizer(self) -> bool:
+        return self.kind == "openai" and self.pricing_id in OPENAI_PRICING_IDS
+
+    def describe(self) -> str:
+        return f"{self.alias!r} ({self.provider}/{self.model})"
+
+
+def prompt_tokens(request: ChatRequest, model: Priced) -> int:
+    """An upper bound of the prompt tokens `model` will bill for `request`."""
+    messages = [_flatten(m) for m in request.messages]
+    extras = {k: v for k, v in request.passthrough.items() if k in PROMPT_FIELDS}
+    if request.response_format is not None:
+        extras["response_format"] = request.response_format.model_dump(exclude_none=True, by_alias=True)
+    extra_text = orjson.dumps(extras).decode() if extras else ""
+    non_text = sum(_non_text_parts(m) for m in request.messages) * NON_TEXT_TOKENS
+    if model.exact_tokenizer:
+        from ..tokenizers import count_openai_messages, count_openai_text
+
+        counted = count_openai_messages(messages, model.model)
+        return counted + (count_openai_text(extra_text, model.model) if extra_text else 0) + non_text
+    text_bytes = sum(len(value.encode()) for message in messages for value in message.values())
+    return text_bytes + len(messages) * MESSAGE_TOKENS + MESSAGE_TOKENS + len(extra_text.encode()) + non_text
+
+
+def output_tokens(request: ChatRequest, reserve_max_tokens: int) -> int:
+    """The output tokens the call may produce: its own limit, else the budget's, per choice."""
+    limit = request.token_limit or reserve_max_tokens
+    choices = request.passthrough.get("n")
+    return limit * (choices if isinstance(choices, int) and choices > 1 else 1)
+
+
+def worst_cost(prices: PriceBook, models: list[Priced], prompt: dict[Priced, int], output: int, at: datetime) -> tuple[Decimal | None, Priced]:
+    """The highest cost over `models` for these token counts; (None, that model) if one has no price."""
+    worst, costliest = Decimal(0), models[0]
+    for model in models:
+        usage = Usage(prompt_tokens=prompt[model], completion_tokens=output)
+        amount = prices.cost(model.provider, model.pricing_id, model.model, usage, at).amount
+        if amount is None:
+            return None, model
+        if amount > worst:
+            worst, costliest = amount, model
+    return worst, costliest
+
+
+class Candidates:
+    """The models a call may be answered by: its target, then its model's fallbacks (as the
+    fallback stage resolves them, from the same settings)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._fallbacks: dict[str, list[Priced]] = {}
+
+    def __call__(self, target: Target) -> list[Priced]:
+        primary = Priced.of(target)
+        fallbacks = self._fallbacks.get(target.alias)
+        if fallbacks is None:
+            fallbacks = self._fallbacks[target.alias] = self._resolve_fallbacks(target.alias)
+        seen = {(primary.provider, primary.model)}
+        out = [primary]
+        for model in fallbacks:
+            if (model.provider, model.model) not in seen:
+                seen.add((model.provider, model.model))
+                out.append(model)
+        return out
+
+    def _resolve_fallbacks(self, alias: str) -> list[Priced]:
+        config = self.settings.models.get(alias)
+        resolved = [self._priced(name) for name in (config.fallbacks if config is not None else [])]
+        # A name that does not resolve is the fallback stage's ConfigError to raise, not ours.
+        return [model for model in resolved if model is not None]
+
+    def _priced(self, name: str) -> Priced | None:
+        alias = self.settings.models.get(name)
+        if alias is not None:
+            provider, model = alias.provider, alias.model
+        else:
+            provider, sep, model = name.partition("/")
+            if not sep or not model:
+                return None
+        config = self.settings.providers.get(provider)
+        if config is None:
+            return None
+        return Priced(name, provider, config.type, pricing_id_for(config.type, config.base_url, config.pricing_id), model)
+
+
+def _flatten(message: Message) -> dict[str, str]:
+    """A message as the strings a model reads: role, text, name, and any other field as JSON
+    (tool calls, tool_call_id …)."""
+    out = {"role": message.role, "content": message.text()}
+    if message.name:
+        out["name"] = message.name
+    if message.model_extra:
+        out["extra"] = orjson.dumps(message.model_extra).decode()
+    return out
+
+
+def _non_text_parts(message: Message) -> int:
+    if not isinstance(message.content, list):
+        return 0
+    return sum(1 for part in message.content if part.get("type") != "text")
+
+
+#: Given a call's target, the models that may answer it (the target first).
+Models = Callable[[Target], list[Priced]]
