@@ -169,3 +169,19 @@ def test_retried_and_fallen_back_call_is_explained_in_its_trace(project: Path) -
     notes = record["notes"]
     assert notes["answered_by"] == "backup/b"
     assert [a["error_class"] for a in notes["attempts"]][:2] == ["ServerError", "ServerError"]
+
+
+def test_output_model_returns_a_validated_object_and_repairs(project: Path) -> None:
+    from pydantic import BaseModel
+
+    class Invoice(BaseModel):
+        number: str
+        total: float
+
+    with keel.Client() as client:
+        client.provider("fake").queue("not json at all", '{"number": "INV-7", "total": 12.5}')
+        answer = client.complete("Invoice INV-7 totals 12.50", model="fake/x", output=Invoice)
+        [record] = _records(client)
+    assert answer.parsed == Invoice(number="INV-7", total=12.5)
+    attempts = record["notes"]["structured"]["attempts"]
+    assert [a["ok"] for a in attempts] == [False, True]
