@@ -13,7 +13,7 @@ EXPECTED = {
     "ChatResponse", "Chunk", "Client", "ConfigError", "Cost", "FakeProvider", "InvalidRequest", "KeelError",
     "Message", "MissingCredentials", "OutputValidationError", "PolicyViolation", "PromptError", "PromptNotFound",
     "PromptRenderError", "Provider", "ProviderConnectionError", "ProviderError", "ProviderTimeout", "RateLimited",
-    "RequestError", "ResponseFormat", "ServerError", "Settings", "StoreError", "UnexpectedResponse", "UnknownModel",
+    "ReplayMissing", "RequestError", "ResponseFormat", "ServerError", "Settings", "StoreError", "UnexpectedResponse", "UnknownModel",
     "Usage", "hookimpl", "load_settings",
 }
 

@@ -20,6 +20,7 @@ from .errors import (
     ProviderError as ProviderError,
     ProviderTimeout as ProviderTimeout,
     RateLimited as RateLimited,
+    ReplayMissing as ReplayMissing,
     RequestError as RequestError,
     ServerError as ServerError,
     StoreError as StoreError,

@@ -1,8 +1,10 @@
 """The composition root: the one place that knows concrete classes and wires the pipeline.
 
-    Client / AsyncClient → resolve model → [stages …] → RecordStage → ProviderStage → provider
+    Client / AsyncClient → resolve model (or render a prompt) → RecordStage → StructuredStage
+    → CacheStage → BudgetStage → Fallback → Retry → CircuitBreaker → ConcurrencyLimit
+    → AttemptTimeout → ReplayStage → ProviderStage → provider
 
-Later stages (prompts, policy, cache, routing, validation) are inserted in `_build_pipeline`.
+Every stage has the same interface; new ones (policy, guardrails) are inserted in `_build_pipeline`.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ class AsyncClient:
         self.prices = PriceBook(_price_overrides(self.settings))
         self._record = record
         self._budgets: Any = None
+        self._cache: Any = None
         self.pipeline = self._build_pipeline(record)
 
     # -- calls -------------------------------------------------------------------------------
@@ -167,13 +170,21 @@ class AsyncClient:
 
     def _build_pipeline(self, record: bool) -> Stage:
         from .budgets import BudgetStage, with_budgets
+        from .cache import CacheStage, cache_backend
+        from .replay import replay_stage
         from .routing import build_routing
         from .structured import StructuredStage, mode_for
 
-        stage: Stage = build_routing(ProviderStage(), self.settings, self.resolve)
+        stage: Stage = replay_stage(ProviderStage(), self.settings)
+        stage = build_routing(stage, self.settings, self.resolve)
         # Budgets reserve per upstream call (inside repairs) so one reservation never covers several.
         stage = with_budgets(stage, self.settings, self.prices)
         self._budgets = stage if isinstance(stage, BudgetStage) else None
+        if self.settings.cache.enabled:
+            # Above budgets (a hit reserves nothing), below structured output (the enforced request,
+            # schema included, is the key, and hits are validated and parsed like fresh answers).
+            self._cache = cache_backend(self.settings)
+            stage = CacheStage(stage, self._cache, self.settings.cache.ttl)
         stage = StructuredStage(stage, mode_for=mode_for(self.settings))
         if record:
             from .tracing.stage import RecordStage
@@ -212,6 +223,9 @@ class AsyncClient:
         if self._prompts is not None:
             self._prompts.close()
             self._prompts = None
+        if self._cache is not None:
+            await self._cache.aclose()
+            self._cache = None
 
     async def __aenter__(self) -> "AsyncClient":
         return self

@@ -21,6 +21,7 @@
     ├── BudgetExceeded
     ├── OutputValidationError       the answer does not match the requested schema
     │   └── ChainStepError          a value at a chain step's boundary has the wrong type
+    ├── ReplayMissing               replay mode met a request that was never recorded
     └── StoreError                  the store cannot be reached or migrated, or refused the data
                                     (`url`, and `retryable`: False when the data itself was refused)
 
@@ -211,6 +212,13 @@ class ChainStepError(OutputValidationError):
 class StoreError(KeelError):
     status_code = 500
     error_type = "store_error"
+
+
+class ReplayMissing(KeelError):
+    """Replay mode, and this request was never recorded: names the request and the file expected."""
+
+    status_code = 500
+    error_type = "replay_missing"
 
 
 class RequestError(KeelError):

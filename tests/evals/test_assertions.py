@@ -136,6 +136,8 @@ def test_json_path_reader() -> None:
 def test_llm_judge_on_the_fake_provider(project: Path) -> None:
     from keel import AsyncClient
 
+    (project / "keel.toml").write_text("[cache]\nenabled = false\n")  # each verdict below is queued fresh
+
     async def judge(reply: str) -> tuple[Outcome, Any]:
         async with AsyncClient(record=False) as client:
             fake = client.provider("fake")

@@ -7,6 +7,7 @@ recorder's journal before the response is handed back, so an answered call is ne
 from __future__ import annotations
 
 import logging
+from decimal import Decimal
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -82,6 +83,8 @@ class RecordStage(Stage):
         return self._fingerprints[key]
 
     def _cost(self, call: Call, usage: Usage, started: float) -> Cost:
+        if call.notes.get("cache") == "hit":
+            return Cost(amount=Decimal(0), source="cache hit")
         target = call.target
         at = datetime.fromtimestamp(started, UTC)
         return self.prices.cost(target.provider.name, target.pricing_id, target.model, usage, at)
