@@ -122,7 +122,7 @@ def test_a_stream_cut_after_its_first_chunk_is_not_retried(project: Path, ups: U
     outcome = run(configure(project, ups, retries=2), stream)
     assert isinstance(outcome.error, UnexpectedResponse)
     assert outcome.chunks and ups.up.count == 1
-    assert [a["decision"] for a in outcome.attempts] == ["ok"]
+    assert outcome.attempts == []  # one clean start, nothing retried: the trace's error says the rest
 
 
 @pytest.mark.parametrize("fault", [Fault.RATE_LIMIT, Fault.ERROR])

@@ -236,19 +236,25 @@ class HTTPClient:
         self.provider = provider
         self.settings = settings
         self.base_url = (settings.base_url or default_base_url).rstrip("/")
+        self._urls: dict[str, str] = {}
         #: loop -> (session, the async generator that closes it when that loop shuts down)
         self._sessions: dict[asyncio.AbstractEventLoop, tuple[aiohttp.ClientSession, AsyncGenerator[None, None]]] = {}
 
     def url(self, path: str) -> str:
-        """`path` appended to the base URL's path; a query in base_url (Azure api-version) is kept."""
-        parts = urlsplit(self.base_url)
-        return parts._replace(path=parts.path.rstrip("/") + path).geturl()
+        """`path` appended to the base URL's path; a query in base_url (Azure api-version) is kept.
+        Built and checked against KEEL_BLOCK_REMOTE once per path: this runs on every request."""
+        url = self._urls.get(path)
+        if url is None:
+            parts = urlsplit(self.base_url)
+            url = parts._replace(path=parts.path.rstrip("/") + path).geturl()
+            check_remote_allowed(url, self.provider)
+            self._urls[path] = url
+        return url
 
     async def post_json(self, path: str, body: dict[str, Any], headers: dict[str, str]) -> dict[str, Any]:
         import aiohttp
 
         url = self.url(path)
-        check_remote_allowed(url, self.provider)
         timeout = aiohttp.ClientTimeout(total=self.settings.timeout)
         with self._translate(url):
             session = await self._session()
@@ -266,7 +272,6 @@ class HTTPClient:
         import aiohttp
 
         url = self.url(path)
-        check_remote_allowed(url, self.provider)
         wait = self.settings.timeout
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=wait, sock_read=wait)
         headers = self._headers({**headers, "Accept": "text/event-stream"})

@@ -46,6 +46,8 @@ class FallbackStage(Stage):
         self.fallbacks_for = fallbacks_for
 
     async def complete(self, call: Call) -> ChatResponse:
+        if not self.fallbacks_for(call.target):
+            return await self.inner.complete(call)
         return await self._first_success(call, lambda: self.inner.complete(call))
 
     def stream(self, call: Call) -> AsyncIterator[Chunk]:

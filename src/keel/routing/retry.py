@@ -51,8 +51,11 @@ class RetryStage(Stage):
         while True:
             began = time.monotonic()
             try:
-                async with _within_deadline(call):
+                if _deadline_cannot_pass(call):
                     result = await attempt_once()
+                else:
+                    async with _within_deadline(call):
+                        result = await attempt_once()
             except Exception as exc:
                 delay = self._next_delay(call, attempt, began, exc)
                 if delay is None:
@@ -60,7 +63,8 @@ class RetryStage(Stage):
                 await asyncio.sleep(delay)
                 attempt += 1
                 continue
-            log_attempt(call, began)
+            if "attempts" in call.notes:  # a clean first answer needs no explaining in the trace
+                log_attempt(call, began)
             return result
 
     def _next_delay(self, call: Call, attempt: int, began: float, error: Exception) -> float | None:
@@ -82,6 +86,13 @@ class RetryStage(Stage):
         if left is not None and delay >= left:
             return None, f"stop: waiting {delay:.3g}s would pass the deadline ({max(left, 0):.3g}s left)"
         return delay, "retry"
+
+
+def _deadline_cannot_pass(call: Call) -> bool:
+    """True when the provider's own timeout ends this attempt before the call's deadline could
+    (the common case): then no timer is needed, which saves its cost on every request."""
+    left = time_left(call)
+    return left is None or left > call.target.provider.settings.timeout + 1
 
 
 @asynccontextmanager
