@@ -16,20 +16,8 @@ from keel.errors import ConfigError, RequestError, ServerError, UnknownModel
 from keel.settings import load_settings
 from keel.store import open_store
 
-PRICED = """
-default_model = "cheap"
-[models.cheap]
-provider = "fake"
-model = "echo-1"
-[models.cheap.price]
-input_per_mtok = 2
-output_per_mtok = 10
-"""
-
-
-def _records(client: keel.Client) -> list[dict]:
-    assert client.flush()
-    return open_store(client.settings.effective_store_url).list_traces(limit=100)
+from testenv import PRICED
+from testenv import stored_traces as _records
 
 
 def test_sync_complete_is_recorded_with_exact_cost(project: Path) -> None:

@@ -3,3 +3,23 @@
 import os
 
 PG_URL = os.environ.get("KEEL_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+#: A fake-provider alias with a known price, for tests that check exact costs.
+PRICED = """
+default_model = "cheap"
+[models.cheap]
+provider = "fake"
+model = "echo-1"
+[models.cheap.price]
+input_per_mtok = 2
+output_per_mtok = 10
+"""
+
+
+def stored_traces(client: object, limit: int = 100) -> list[dict]:
+    """Every trace the client recorded, newest first, once its recorder has flushed."""
+    from keel.store import open_store
+
+    assert client.flush()  # type: ignore[attr-defined]
+    with open_store(client.settings.effective_store_url) as store:  # type: ignore[attr-defined]
+        return store.list_traces(limit=limit)

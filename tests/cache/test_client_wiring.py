@@ -12,23 +12,12 @@ import keel
 from keel.client import AsyncClient
 from keel.store import open_store
 
-# Until client.py wires CacheStage into the pipeline (remove this guard once it does).
 
-PRICED = """
-default_model = "cheap"
-[models.cheap]
-provider = "fake"
-model = "echo-1"
-[models.cheap.price]
-input_per_mtok = 2
-output_per_mtok = 10
-"""
+from testenv import PRICED, stored_traces
 
 
 def records(client: keel.Client) -> list[dict]:
-    assert client.flush()
-    with open_store(client.settings.effective_store_url) as store:
-        return sorted(store.list_traces(limit=100), key=lambda record: record["started_at"])
+    return sorted(stored_traces(client), key=lambda record: record["started_at"])
 
 
 def test_a_hit_is_traced_at_zero_cost(project: Path) -> None:
