@@ -178,9 +178,9 @@ def start_bare(procs: Procs, work: Path, kind: str, upstream: str) -> tuple[str,
     return f"http://127.0.0.1:{port}", proc
 
 
-def keel_project(work: Path, upstream: str) -> Path:
+def keel_project(work: Path, upstream: str, name: str = "keel-project", extra: str = "") -> Path:
     """keel.toml for the mock: pricing_id makes Keel price gpt-4o-mini on the hot path."""
-    project = work / "keel-project"
+    project = work / name
     project.mkdir()
     (project / "keel.toml").write_text(f"""default_model = "mock"
 [providers.mock]
@@ -190,7 +190,7 @@ pricing_id = "openai"
 [models.mock]
 provider = "mock"
 model = "gpt-4o-mini"
-""")
+""" + extra)
     return project
 
 
@@ -285,8 +285,9 @@ def report(results: dict, traces: dict | None) -> list[dict]:
             checks.append(("added p50 keel vs direct c=1 (ms)", added, f"<= {TARGET_P50_ADDED_MS}", added <= TARGET_P50_ADDED_MS))
         print(f"\nkeel minus bare aiohttp, c=1: p50 {keel[1]['p50_ms'] - bare[1]['p50_ms']:+.3f} ms; "
               f"c=16 CPU/req {keel[16]['cpu_us_per_req'] - bare[16]['cpu_us_per_req']:+.0f} us\n")
-        for label, value, target, ok in checks:
-            print(f"{label:<36}{value:>8.3f}  target {target:<8} {'PASS' if ok else 'FAIL'}")
+    checks += _reliability_checks(results)
+    for label, value, target, ok in checks:
+        print(f"{label:<36}{value:>8.3f}  target {target:<8} {'PASS' if ok else 'FAIL'}")
     if traces:
         ok = traces["after_stop"] is not None and traces["after_stop"] >= traces["requests"]
         traces["ok"] = ok
@@ -296,12 +297,28 @@ def report(results: dict, traces: dict | None) -> list[dict]:
     return [{"name": n, "value": v, "target": t, "pass": p} for n, v, t, p in checks]
 
 
+def _reliability_checks(results: dict) -> list[tuple[str, float, str, bool]]:
+    """Reliability stages' share of Keel's added CPU per request, and cache hits against the bare proxy."""
+    bare, keel, plain, hit = (results.get(n) for n in ("aiohttp", "keel", "norouting", "keel-hit"))
+    checks = []
+    if bare and keel and plain and bare[16]["cpu_us_per_req"] is not None:
+        with_routing = keel[16]["cpu_us_per_req"] - bare[16]["cpu_us_per_req"]
+        without = plain[16]["cpu_us_per_req"] - bare[16]["cpu_us_per_req"]
+        added = with_routing / without - 1
+        checks.append(("reliability stages' added overhead c=16", added, "<= 0.05", added <= 0.05))
+    if bare and hit:
+        for conns in (1, 16):
+            ratio = hit[conns]["rps"] / bare[conns]["rps"]
+            checks.append((f"cache hit keel/aiohttp c={conns}", ratio, ">= 0.80", ratio >= 0.80))
+    return checks
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per measured cell (default 10, max 120)")
     parser.add_argument("--quick", action="store_true", help="3 s cells, 1 s warm-ups")
     parser.add_argument("--rounds", type=int, default=1, help="repeat all targets N times, report medians (default 1)")
-    parser.add_argument("--targets", default="direct,aiohttp,httpx,keel", help="comma-separated subset")
+    parser.add_argument("--targets", default="direct,aiohttp,httpx,keel,norouting,keel-hit", help="comma-separated subset")
     parser.add_argument("--serve-bare", choices=["aiohttp", "httpx"], help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--upstream", help=argparse.SUPPRESS)
@@ -334,10 +351,17 @@ def main() -> None:
         if "keel" in targets:
             project = keel_project(work, upstream)
             servers["keel"] = start_keel(procs, project)
+        if "norouting" in targets:  # Keel with every reliability stage left out
+            servers["norouting"] = start_keel(procs, keel_project(work, upstream, "norouting", "[routing]\nenabled = false\n"))
+        scripts = {name: script for name in servers}
+        if "keel-hit" in targets:  # deterministic requests: after the first, every one is a cache hit
+            servers["keel-hit"] = start_keel(procs, keel_project(work, upstream, "keel-hit"))
+            scripts["keel-hit"] = work / "chat-t0.lua"
+            scripts["keel-hit"].write_text(script.read_text().replace('"max_tokens": 16', '"max_tokens": 16, "temperature": 0'))
         keel_requests = 1  # the readiness probe
         for _ in range(args.rounds):
             for name, (base, proc) in servers.items():
-                cells, total = measure(name, base, proc.pid if proc else None, args, script)
+                cells, total = measure(name, base, proc.pid if proc else None, args, scripts[name])
                 runs.setdefault(name, []).append(cells)
                 keel_requests += total if name == "keel" else 0
         if "keel" in servers:

@@ -102,6 +102,8 @@ class ModelSettings(_Strict):
 class RoutingSettings(_Strict):
     """Retries, deadlines and circuit breaking, for every model unless a call says otherwise."""
 
+    #: False leaves every reliability stage out (e.g. when something in front already retries).
+    enabled: bool = True
     retries: int = Field(default=2, ge=0, le=20)
     backoff_base: float = Field(default=0.5, gt=0)
     backoff_max: float = Field(default=20.0, gt=0)

@@ -12,6 +12,7 @@ import redis
 from upstreams import Fault, OpenAIUpstream
 
 from keel.cache import CacheBackend, MemoryCacheBackend, RedisCacheBackend, StoreCacheBackend, cache_backend
+from keel.cache.backends import TieredCacheBackend
 from keel.errors import ConfigError
 from keel.settings import Settings, load_settings
 
@@ -54,10 +55,14 @@ def test_the_settings_choose_the_backend(tmp_path: Path) -> None:
     def chosen(**cache: object) -> object:
         return cache_backend(load_settings(env={}, home=tmp_path, cache=cache))
 
-    default = chosen()
+    def shared(backend: object) -> object:
+        assert isinstance(backend, TieredCacheBackend)  # an in-process front over the shared one
+        return backend.shared
+
+    default = shared(chosen())
     assert isinstance(default, StoreCacheBackend) and default.url == f"sqlite:///{tmp_path / 'keel.db'}"
-    assert isinstance(chosen(url=REDIS_URL), RedisCacheBackend)
-    other = chosen(url=f"sqlite:///{tmp_path / 'cache.db'}")
+    assert isinstance(shared(chosen(url=REDIS_URL)), RedisCacheBackend)
+    other = shared(chosen(url=f"sqlite:///{tmp_path / 'cache.db'}"))
     assert isinstance(other, StoreCacheBackend) and other.url.endswith("cache.db")
     assert isinstance(chosen(url="memory://"), MemoryCacheBackend)
     with pytest.raises(ConfigError, match=r"\[cache\] url must be a redis://, sqlite:///, postgresql:// or memory://"):
@@ -107,3 +112,19 @@ def test_an_answer_from_a_fallback_model_is_not_stored(project: Path, up: OpenAI
         assert [o.note for o in outcomes] == ["miss", "miss"] and up.count == 2
 
     run(settings, backend, scenario, routing=True)
+
+
+def test_the_front_serves_repeats_without_the_shared_backend(tmp_path: Path) -> None:
+    async def scenario() -> tuple[bytes | None, bytes | None, bytes | None]:
+        shared = MemoryCacheBackend()
+        tiered = TieredCacheBackend(shared, front_ttl=30)
+        await tiered.set("k", b"v", ttl=60)
+        await shared.aclose()  # the shared copy is gone: only the front can answer now
+        first = await tiered.get("k")
+        other = TieredCacheBackend(MemoryCacheBackend())
+        await other.shared.set("k2", b"w", 60)
+        copied = await other.get("k2")  # read through, then kept in the front
+        await other.shared.aclose()
+        return first, copied, await other.get("k2")
+
+    assert asyncio.run(scenario()) == (b"v", b"w", b"w")

@@ -148,6 +148,36 @@ class MemoryCacheBackend:
         return "MemoryCacheBackend()"
 
 
+class TieredCacheBackend:
+    """A small in-process front over a shared backend: a hit in the front costs no thread hop or
+    network round trip. Entries copied from the shared backend live at most `front_ttl` seconds
+    here, since their remaining lifetime there is not known."""
+
+    def __init__(self, shared: CacheBackend, max_entries: int = 2_000, front_ttl: float = 60.0) -> None:
+        self.shared = shared
+        self.front = MemoryCacheBackend(max_entries)
+        self.front_ttl = front_ttl
+
+    async def get(self, key: str) -> bytes | None:
+        value = await self.front.get(key)
+        if value is None:
+            value = await self.shared.get(key)
+            if value is not None:
+                await self.front.set(key, value, self.front_ttl)
+        return value
+
+    async def set(self, key: str, value: bytes, ttl: float) -> None:
+        await self.shared.set(key, value, ttl)
+        await self.front.set(key, value, min(ttl, self.front_ttl))
+
+    async def aclose(self) -> None:
+        await self.front.aclose()
+        await self.shared.aclose()
+
+    def __repr__(self) -> str:
+        return f"TieredCacheBackend({self.shared!r})"
+
+
 def cache_backend(settings: Settings) -> CacheBackend:
     """The backend `settings.cache.url` names: None = the trace store's database (in memory
     under record/replay)."""
@@ -155,11 +185,11 @@ def cache_backend(settings: Settings) -> CacheBackend:
     if settings.replay.mode != "off" or url == "memory://":
         return MemoryCacheBackend()
     if url is None:
-        return StoreCacheBackend(settings.effective_store_url)
+        return TieredCacheBackend(StoreCacheBackend(settings.effective_store_url))
     if url.startswith(_REDIS_SCHEMES):
-        return RedisCacheBackend(url)
+        return TieredCacheBackend(RedisCacheBackend(url))
     if url.startswith(_SQL_SCHEMES):
-        return StoreCacheBackend(url)
+        return TieredCacheBackend(StoreCacheBackend(url))
     raise ConfigError(
         f"[cache] url must be a redis://, sqlite:///, postgresql:// or memory:// URL (or be left out to "
         f"use the trace store), not {url.split('://')[0]!r}://….",

@@ -29,6 +29,8 @@ from .timeout import AttemptTimeoutStage as AttemptTimeoutStage
 def build_routing(inner: Stage, settings: Settings, resolve: Callable[[str], Target]) -> Stage:
     """The routing stages around `inner`, outermost first as drawn above."""
     routing = settings.routing
+    if not routing.enabled:
+        return inner
 
     def fallbacks_for(target: Target) -> list[str]:
         model = settings.models.get(target.alias)
