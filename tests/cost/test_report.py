@@ -105,3 +105,14 @@ def test_negative_price_in_config_is_rejected(project: Path) -> None:
     (project / "keel.toml").write_text('[models.m]\nprovider = "fake"\nmodel = "x"\n[models.m.price]\ninput_per_mtok = -1\noutput_per_mtok = 1\n')
     with pytest.raises(ConfigError, match="input_per_mtok"):
         keel.load_settings()
+
+
+def test_a_dated_price_change_keeps_old_calls_at_old_prices() -> None:
+    from datetime import UTC, datetime
+
+    book = PriceBook()
+    usage = Usage(prompt_tokens=1_000_000, completion_tokens=0)
+    # genai-prices: avian's deepseek-v4-flash input went from $0.0805/M to $0.14/M on 2026-10-18
+    before = book.cost("avian", "avian", "deepseek/deepseek-v4-flash", usage, datetime(2026, 10, 1, tzinfo=UTC))
+    after = book.cost("avian", "avian", "deepseek/deepseek-v4-flash", usage, datetime(2026, 11, 1, tzinfo=UTC))
+    assert (before.amount, after.amount) == (Decimal("0.0805"), Decimal("0.14"))
