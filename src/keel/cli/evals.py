@@ -26,12 +26,17 @@ def run(
     resume: str | None = typer.Option(None, "--resume", help="Resume this run id (default: the last unfinished run of the same suite content)."),
     concurrency: int | None = typer.Option(None, "--concurrency", min=1, help="Calls in flight per provider (default: the suite's, else 4)."),
     fresh: bool = typer.Option(False, "--fresh", help="Start a new run even if an unfinished one could be resumed."),
+    baseline: bool = typer.Option(False, "--baseline", help="Fail on a significant regression against keel.lock's baselines."),
 ) -> None:
-    """Run a suite; exit 1 when its thresholds fail."""
+    """Run a suite; exit 1 when its thresholds fail (or, with --baseline, on a regression)."""
     run_id, passed = asyncio.run(_run(suite, resume, concurrency, not fresh))
     store, run_row, results = _load(run_id)
-    store.close()
-    _print_run(run_row)
+    try:
+        _print_run(run_row)
+        if baseline:
+            passed = _gate(store, run_row) and passed
+    finally:
+        store.close()
     if junit is not None:
         from ..evals.junit import write_junit
 
@@ -136,6 +141,27 @@ def _store() -> Any:
     from ..store import open_store
 
     return open_store(load_settings().effective_store_url)
+
+
+def _gate(store: Any, run_row: dict[str, Any]) -> bool:
+    from ..evals.baseline import gate
+    from ..prompts.lockfile import Lockfile
+    from ..settings import load_settings
+
+    ok = True
+    for verdict in gate(store, Lockfile.read(load_settings().lock_path), run_row):
+        c = verdict.comparison
+        line = (f"{verdict.prompt}: pass rate {c['pass_rate_a']:.1%} → {c['pass_rate_b']:.1%} against baseline "
+                f"{verdict.baseline_run[:12]} ({c['broken']} broken, {c['fixed']} fixed, McNemar p = {c['mcnemar_p']:.3g})")
+        if verdict.regressed:
+            ok = False
+            console.print(f"[red]regression[/] {line}", highlight=False)
+            for change in c["changes"]:
+                if change["a_passed"] and not change["b_passed"]:
+                    console.print(f"  broken: {change['key']}: {str(change['b_output'])[:120]!r}", highlight=False, markup=False)
+        else:
+            console.print(f"[green]no significant regression[/] {line}", highlight=False)
+    return ok
 
 
 def _load(run_id: str, store: Any = None) -> tuple[Any, dict[str, Any], list[dict[str, Any]]]:

@@ -20,9 +20,28 @@ from ..settings import load_settings
 console = Console()
 
 
-def lock(update: list[str] = typer.Option([], "--update", "-u", help="Re-lock only these prompts (repeatable).")) -> None:
+def lock(
+    update: list[str] = typer.Option([], "--update", "-u", help="Re-lock only these prompts (repeatable)."),
+    baseline: str | None = typer.Option(None, "--baseline", help="Record this eval run as the baseline of the prompts it evaluated."),
+) -> None:
     """Write keel.lock: each prompt's version, resolved model identity and reference token count."""
+    if baseline is not None:
+        return _record_baseline(baseline)
     asyncio.run(_lock(update))
+
+
+def _record_baseline(run_id: str) -> None:
+    from ..evals.baseline import record_baseline
+    from ..store import open_store
+
+    settings = load_settings()
+    with open_store(settings.effective_store_url) as store:
+        run = store.get_eval_run(run_id)
+        if run is None:
+            raise ConfigError(f"No eval run {run_id!r}; `keel eval list` shows the runs.")
+        with editing(settings.lock_path) as lockfile:
+            updated = record_baseline(lockfile, run)
+    console.print(f"baseline {run['id'][:12]} recorded for {', '.join(updated)}", highlight=False)
 
 
 def check() -> None:
@@ -64,9 +83,14 @@ async def _check() -> list[Drift]:
         if not path.exists():
             raise ConfigError(f"No lockfile at {path}. Run `keel lock` and commit keel.lock.")
         lockfile = Lockfile.read(path)
-        found = await drifts(client, lockfile)
+        found: list[Any] = await drifts(client, lockfile)
         for drift in found:
             _report(client, drift)
+        from ..evals.baseline import baseline_problems
+
+        for problem in baseline_problems(client.prompts.store(), lockfile):
+            console.print(f"[red]✗[/] {problem}", highlight=False)
+            found.append(problem)
         _report_runtime_drift(client, lockfile)
         if found:
             console.print(f"[bold red]{len(found)} problem(s)[/]: review them, then run `keel lock` (or `keel lock --update NAME`).")

@@ -1,0 +1,72 @@
+"""The CI gate: a worse prompt version fails `keel eval run --baseline`, a good one passes, and
+`keel check` reports a stale baseline."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from keel.settings import load_settings
+from keel.store import open_store
+
+PROMPT = """\
+model: fake/echo
+input:
+  animal: string
+messages:
+  - role: user
+    content: "{template}"
+"""
+
+SUITE = """\
+prompts: [animals]
+models: [fake/echo]
+dataset:
+  cases:
+""" + "".join(f"    - {{id: c{i}, vars: {{animal: {a}}}, expected: {{animal: {a}}}}}\n" for i, a in enumerate(
+    ["cat", "dog", "owl", "eel", "yak", "emu", "fox", "bee"])) + """\
+assertions:
+  - {type: contains, value: {expected: animal}}
+thresholds: {pass_rate: 0}
+"""
+
+
+def keel(project: Path, *args: str, ok: bool = True) -> str:
+    result = subprocess.run([sys.executable, "-m", "keel", *args], cwd=project, capture_output=True, text=True, timeout=300,
+                            env={**__import__("os").environ, "COLUMNS": "200"})
+    assert "Traceback" not in result.stderr, result.stderr
+    assert (result.returncode == 0) == ok, result.stdout + result.stderr
+    return result.stdout + result.stderr
+
+
+def _write_prompt(project: Path, template: str) -> None:
+    (project / "prompts").mkdir(exist_ok=True)
+    (project / "prompts" / "animals.prompt.yaml").write_text(PROMPT.format(template=template))
+
+
+def _latest_run(project: Path) -> str:
+    with open_store(load_settings(path=project / "keel.toml").effective_store_url) as store:
+        return store.list_eval_runs(limit=1)[0]["id"]
+
+
+def test_baseline_gate_and_stale_baseline(project: Path) -> None:
+    (project / "keel.toml").write_text("[cache]\nenabled = false\n")
+    (project / "evals").mkdir()
+    (project / "evals" / "animals.eval.yaml").write_text(SUITE)
+    _write_prompt(project, "Tell me about the {{ animal }}")
+    keel(project, "lock")
+    assert "no baseline" in keel(project, "eval", "run", "evals/animals.eval.yaml", "--baseline", ok=False)
+
+    keel(project, "eval", "run", "evals/animals.eval.yaml")
+    good = _latest_run(project)
+    assert "baseline" in keel(project, "lock", "--baseline", good[:10])
+    assert "up to date" in keel(project, "check")
+    assert "no significant regression" in keel(project, "eval", "run", "evals/animals.eval.yaml", "--fresh", "--baseline")
+
+    _write_prompt(project, "Tell me about an animal {{ animal[:0] }}")  # worse: the answer never names it
+    keel(project, "lock")
+    stale = keel(project, "check", ok=False)
+    assert "stale" in stale and "animals" in stale
+    regression = keel(project, "eval", "run", "evals/animals.eval.yaml", "--baseline", ok=False)
+    assert "regression" in regression and "100.0% → 0.0%" in regression and "8 broken" in regression
