@@ -202,3 +202,33 @@ def _money(value: str | None) -> str:
 
 def _ms(value: float | None) -> str:
     return f"{value:.0f} ms" if value is not None else "-"
+
+
+@app.command("import")
+def import_promptfoo(
+    config: Path = typer.Argument(..., help="A promptfooconfig.yaml."),
+    output: Path = typer.Option(Path("evals/imported.eval.yaml"), "-o", "--output", help="Where to write the Keel suite."),
+    force: bool = typer.Option(False, "--force", help="Overwrite the output file."),
+) -> None:
+    """Convert a promptfoo config into a Keel suite; lists everything that could not be carried over."""
+    from ..client import AsyncClient
+    from ..evals.promptfoo import convert, read_config, to_yaml
+    from ..settings import load_settings
+
+    if output.exists() and not force:
+        raise ConfigError(f"{output} already exists. Use --force to overwrite it.")
+    client = AsyncClient(load_settings(), record=False)
+
+    def model_for(model_id: str) -> str | None:
+        if model_id in client.settings.models:
+            return model_id
+        return next((n for n in client.known_models() if client.settings.models[n].model == model_id), None)
+
+    suite, skipped = convert(read_config(config), config.parent, model_for)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    temporary = output.with_name(output.name + ".tmp")
+    temporary.write_text(to_yaml(suite), encoding="utf-8")
+    temporary.replace(output)
+    console.print(f"wrote {output}: {len(suite['prompts'])} prompts × {len(suite['models'])} models, {len(suite['dataset']['cases'])} cases", highlight=False)
+    for item in skipped:
+        console.print(f"[yellow]not imported:[/] {item}", highlight=False)
