@@ -70,3 +70,19 @@ def test_baseline_gate_and_stale_baseline(project: Path) -> None:
     assert "stale" in stale and "animals" in stale
     regression = keel(project, "eval", "run", "evals/animals.eval.yaml", "--baseline", ok=False)
     assert "regression" in regression and "100.0% → 0.0%" in regression and "8 broken" in regression
+
+
+def test_migrate_reports_what_moving_the_pin_changes(project: Path) -> None:
+    (project / "keel.toml").write_text(
+        '[providers.other]\ntype = "fake"\n'
+        '[models.old]\nprovider = "fake"\nmodel = "v1"\n[models.old.price]\ninput_per_mtok = 1\noutput_per_mtok = 2\n'
+        '[models.new]\nprovider = "other"\nmodel = "v2"\n[models.new.price]\ninput_per_mtok = 3\noutput_per_mtok = 6\n'
+    )
+    (project / "evals").mkdir()
+    (project / "evals" / "animals.eval.yaml").write_text(SUITE)
+    _write_prompt(project, "Tell me about the {{ animal }}")
+    report = keel(project, "eval", "migrate", "evals/animals.eval.yaml", "--from", "old", "--to", "new")
+    assert "old → new" in report and "100.0% → 100.0%" in report
+    # 8 cases × (5 prompt + 6 completion words): old costs 8 × (5 × 1 + 6 × 2) / 1e6, new three times that
+    assert "0.000136 → 0.000408" in report
+    assert "Unknown model 'nope'" in keel(project, "eval", "migrate", "evals/animals.eval.yaml", "--from", "old", "--to", "nope", ok=False)

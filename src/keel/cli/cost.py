@@ -15,9 +15,11 @@ from ..cost.pricing import MILLION, Rate
 from ..cost.report import group_traces
 from ..errors import ConfigError
 from ..settings import load_settings
+from . import cost_project
 from .traces import parse_since
 
 app = typer.Typer(help="Where the money goes.", no_args_is_help=True)
+app.command("project")(cost_project.project)
 
 
 def prices() -> None:

@@ -232,3 +232,70 @@ def import_promptfoo(
     console.print(f"wrote {output}: {len(suite['prompts'])} prompts × {len(suite['models'])} models, {len(suite['dataset']['cases'])} cases", highlight=False)
     for item in skipped:
         console.print(f"[yellow]not imported:[/] {item}", highlight=False)
+
+
+@app.command("migrate")
+def migrate(
+    suite: Path = typer.Argument(..., help="The suite file."),
+    from_model: str = typer.Option(..., "--from", help="The model pinned today."),
+    to_model: str = typer.Option(..., "--to", help="The candidate model."),
+) -> None:
+    """Run a suite on two models and report, case by case, what moving the pin would change."""
+    runs = asyncio.run(_migrate(suite, from_model, to_model))
+    store = _store()
+    try:
+        regressed = _migration_report(store, *runs)
+    finally:
+        store.close()
+    if regressed:
+        raise typer.Exit(1)
+
+
+async def _migrate(path: Path, from_model: str, to_model: str) -> tuple[str, str]:
+    import dataclasses
+
+    from ..client import AsyncClient
+    from ..evals.runner import EvalRunner
+    from ..evals.suite import load_suite
+    from ..settings import load_settings
+    from ..store import open_store
+
+    suite = load_suite(path)
+    client = AsyncClient(load_settings(), source="eval")
+    store = open_store(client.settings.effective_store_url)
+    try:
+        run_ids = []
+        for model in (from_model, to_model):
+            client.resolve(model)  # an unknown model fails before any call
+            one = dataclasses.replace(suite, config=suite.config.model_copy(update={"models": [model]}))
+            run_ids.append((await EvalRunner(client, store, one).run(None, auto_resume=True)).run_id)
+        return run_ids[0], run_ids[1]
+    finally:
+        store.close()
+        await client.aclose()
+
+
+def _migration_report(store: Any, run_a: str, run_b: str) -> bool:
+    from ..evals.compare import compare_runs
+
+    a, b = store.get_eval_run(run_a), store.get_eval_run(run_b)
+    rows_a, rows_b = store.eval_results(run_a), store.eval_results(run_b)
+    cells_a = {c["prompt"]: c for c in (a.get("summary") or {}).get("cells", [])}
+    cells_b = {c["prompt"]: c for c in (b.get("summary") or {}).get("cells", [])}
+    table = Table("prompt", "pass rate", "McNemar p", "consistency", "tokens in+out", "cost", "p50 ms",
+                  title=f"{a['config']['models'][0]} → {b['config']['models'][0]}")
+    regressed = False
+    for prompt in sorted(cells_a):
+        c = compare_runs([r for r in rows_a if r["prompt"] == prompt], [r for r in rows_b if r["prompt"] == prompt])
+        x, y = cells_a[prompt], cells_b.get(prompt, {})
+        regressed |= c["delta"] < 0 and c["mcnemar_p"] < 0.05
+        table.add_row(prompt, f"{c['pass_rate_a']:.1%} → {c['pass_rate_b']:.1%}", f"{c['mcnemar_p']:.3g}",
+                      f"{x['consistency']:.2f} → {y.get('consistency', 0):.2f}",
+                      f"{x['prompt_tokens']}+{x['completion_tokens']} → {y.get('prompt_tokens')}+{y.get('completion_tokens')}",
+                      f"{x['cost'] or 'unknown'} → {y.get('cost') or 'unknown'}", f"{_ms(x['latency_p50_ms'])} → {_ms(y.get('latency_p50_ms'))}")
+        for change in c["changes"]:
+            state = "fixed" if change["b_passed"] else "broken"
+            console.print(f"  {prompt} {state}: case {change['key'][0]} repeat {change['key'][1]}: "
+                          f"{str(change['a_output'])[:60]!r} → {str(change['b_output'])[:60]!r}", highlight=False, markup=False)
+    console.print(table)
+    return regressed
