@@ -13,6 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from ..errors import ConfigError
+from ..evals.pareto import cost_per_thousand, pareto_front
 
 app = typer.Typer(help="Evaluate prompts × models against datasets with assertions.", no_args_is_help=True)
 console = Console()
@@ -175,15 +176,17 @@ def _load(run_id: str, store: Any = None) -> tuple[Any, dict[str, Any], list[dic
 
 def _print_run(run: dict[str, Any]) -> None:
     summary = run.get("summary") or {"cells": [], "passed": False, "failures": []}
-    table = Table("prompt × model", "pass rate", "95% CI", "cases", "consistency", "pass@k / pass^k", "tokens", "cost", "p50 ms",
-                  title=f"{run['suite']} · run {run['id'][:12]} · {run['status']}")
+    table = Table("prompt × model", "pass rate", "95% CI", "cases", "consistency", "pass@k / pass^k", "tokens", "cost", "$/1k req",
+                  "p50 ms", title=f"{run['suite']} · run {run['id'][:12]} · {run['status']}  (★ Pareto front: quality vs cost)")
+    front = pareto_front(summary["cells"])
     for c in summary["cells"]:
         colour = "green" if c["ok"] else "red"
         cost = c["cost"] if c["cost"] is not None else f"unknown ({c['cost_unknown']})"
         table.add_row(f"{c['prompt']} × {c['model']}", f"[{colour}]{c['pass_rate']:.1%}[/]",
                       f"{c['ci95'][0]:.2f}–{c['ci95'][1]:.2f}", f"{c['cases_passed']}/{c['cases']}", f"{c['consistency']:.2f}",
                       f"{c['pass_at_k']:.2f} / {c['pass_hat_k']:.2f} (k={c['k']})",
-                      f"{c['prompt_tokens']}+{c['completion_tokens']}", cost, _ms(c["latency_p50_ms"]))
+                      f"{c['prompt_tokens']}+{c['completion_tokens']}", cost,
+                      _per_thousand(c) + (" ★" if (c["prompt"], c["model"]) in front else ""), _ms(c["latency_p50_ms"]))
     console.print(table)
     for failure in summary["failures"]:
         console.print(f"[red]threshold:[/] {failure}", highlight=False)
@@ -198,6 +201,11 @@ def _time(epoch: float) -> str:
 
 def _money(value: str | None) -> str:
     return f"${value}" if value is not None else "unknown"
+
+
+def _per_thousand(cell: dict[str, Any]) -> str:
+    value = cost_per_thousand(cell)
+    return "unknown" if value is None else f"${value:.4f}"
 
 
 def _ms(value: float | None) -> str:
