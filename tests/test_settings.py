@@ -64,3 +64,4 @@ def test_missing_explicit_file_and_binary_file(project: Path) -> None:
 def test_local_model_env_sets_model_path(project: Path) -> None:
     settings = load_settings(env={"KEEL_LOCAL_MODEL": "/models/x.gguf"})
     assert settings.providers["local"].model_path == "/models/x.gguf"
+    assert settings.providers["local"].jurisdiction == "local"  # the built-in's other values are kept

@@ -14,6 +14,7 @@
     │   ├── ProviderConnectionError could not connect, or the connection dropped
     │   ├── InvalidRequest          400/404/422: retrying will not help
     │   ├── AuthenticationFailed    401/403
+    │   ├── ServerError             5xx
     │   ├── UnexpectedResponse      malformed JSON, wrong shape, stream cut mid-way
     │   └── CircuitOpen             the circuit is open: not called until its next probe
     ├── AllProvidersFailed          every fallback failed (also an ExceptionGroup of the causes)
@@ -21,6 +22,9 @@
     ├── BudgetExceeded
     ├── OutputValidationError       the answer does not match the requested schema
     │   └── ChainStepError          a value at a chain step's boundary has the wrong type
+    ├── RequestError                the caller's request is malformed: bad JSON, missing field
+    │   └── RequestTooLarge         larger than the gateway's limit (HTTP 413)
+    ├── GatewayAuthError            no or a wrong gateway key (HTTP 401)
     ├── ReplayMissing               replay mode met a request that was never recorded
     └── StoreError                  the store cannot be reached or migrated, or refused the data
                                     (`url`, and `retryable`: False when the data itself was refused)
@@ -226,3 +230,12 @@ class RequestError(KeelError):
 
     status_code = 400
     error_type = "invalid_request_error"
+
+
+class RequestTooLarge(RequestError):
+    status_code = 413
+
+
+class GatewayAuthError(KeelError):
+    status_code = 401
+    error_type = "invalid_api_key"

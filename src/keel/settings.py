@@ -194,15 +194,6 @@ class Settings(_Strict):
     def effective_store_url(self) -> str:
         return self.store_url or f"sqlite:///{self.state_dir / 'keel.db'}"
 
-    def with_builtins(self) -> "Settings":
-        """Add the providers and aliases that exist without any configuration."""
-        providers = {
-            "local": ProviderSettings(type="local", region="local", jurisdiction="local"),
-            "fake": ProviderSettings(type="fake", region="local", jurisdiction="local"),
-            **self.providers,
-        }
-        models = {"local": ModelSettings(provider="local", model="default"), **self.models}
-        return self.model_copy(update={"providers": providers, "models": models})
 
 
 def find_config(start: Path | None = None) -> Path | None:
@@ -223,13 +214,13 @@ def load_settings(path: Path | str | None = None, env: dict[str, str] | None = N
     data: dict[str, Any] = _read_toml(config_path) if config_path else {}
     data.update(_from_env(env, data))
     data.update({k: v for k, v in overrides.items() if v is not None})
-    _imply_builtin_types(data)
+    _add_builtins(data)
     try:
         settings = Settings.model_validate(data)
     except ValidationError as exc:
         raise _config_error(config_path, exc) from None
     settings.source = config_path.resolve() if config_path else None
-    return settings.with_builtins()
+    return settings
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -274,14 +265,22 @@ def _from_env(env: dict[str, str], data: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _imply_builtin_types(data: dict[str, Any]) -> None:
-    """`[providers.local]` tunes the built-in provider: its `type` goes without saying."""
+#: Providers and aliases that exist without any configuration. `[providers.local]` in keel.toml
+#: tunes the built-in entry: what it leaves out keeps the built-in value.
+BUILTIN_PROVIDERS = {name: {"type": name, "region": "local", "jurisdiction": "local"} for name in ("local", "fake")}
+BUILTIN_MODELS = {"local": {"provider": "local", "model": "default"}}
+
+
+def _add_builtins(data: dict[str, Any]) -> None:
     providers = data.get("providers")
-    if isinstance(providers, dict):
-        for name in ("local", "fake"):
-            entry = providers.get(name)
-            if isinstance(entry, dict) and "type" not in entry:
-                providers[name] = {"type": name, **entry}
+    if providers is None or isinstance(providers, dict):  # anything else is reported by validation
+        data["providers"] = {**BUILTIN_PROVIDERS, **(providers or {})}
+        for name, builtin in BUILTIN_PROVIDERS.items():
+            if isinstance(data["providers"][name], dict):
+                data["providers"][name] = {**builtin, **data["providers"][name]}
+    models = data.get("models")
+    if models is None or isinstance(models, dict):
+        data["models"] = {**BUILTIN_MODELS, **(models or {})}
 
 
 def _config_error(path: Path | None, exc: ValidationError) -> ConfigError:

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import inspect
 from decimal import Decimal
 from pathlib import Path
 
-import pytest
 
 import keel
-from keel.client import AsyncClient
-from keel.store import open_store
 
 
 from testenv import PRICED, stored_traces

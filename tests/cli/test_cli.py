@@ -3,21 +3,12 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from testenv import run_keel
 
-
-def keel(project: Path, *args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run([sys.executable, "-m", "keel", *args], cwd=project, capture_output=True, text=True, timeout=300)
-    assert "Traceback" not in result.stderr, result.stderr
-    if ok:
-        assert result.returncode == 0, result.stderr
-    else:
-        assert result.returncode != 0, result.stdout
-    return result
+keel = run_keel
 
 
 def test_init_writes_a_valid_commented_file_and_refuses_to_overwrite(project: Path) -> None:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
+
+from testenv import run_keel
 
 PROMPT = """\
 description: Say hi
@@ -18,9 +18,7 @@ messages:
 
 
 def keel(project: Path, *args: str, ok: bool = True) -> str:
-    result = subprocess.run([sys.executable, "-m", "keel", *args], cwd=project, capture_output=True, text=True, timeout=300)
-    assert "Traceback" not in result.stderr, result.stderr
-    assert (result.returncode == 0) == ok, result.stdout + result.stderr
+    result = run_keel(project, *args, ok=ok)
     return result.stdout if ok else result.stderr
 
 

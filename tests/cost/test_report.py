@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from testenv import run_keel
 
 import keel
 from keel.cost.pricing import PriceBook, Rate
@@ -43,9 +42,7 @@ tokens_per_second = 1000
 
 
 def keel_cli(project: Path, *args: str, ok: bool = True) -> str:
-    result = subprocess.run([sys.executable, "-m", "keel", *args], cwd=project, capture_output=True, text=True, timeout=300)
-    assert "Traceback" not in result.stderr, result.stderr
-    assert (result.returncode == 0) == ok, result.stdout + result.stderr
+    result = run_keel(project, *args, ok=ok)
     return result.stdout if ok else result.stderr
 
 

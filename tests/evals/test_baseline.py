@@ -3,9 +3,9 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
+
+from testenv import run_keel
 
 from keel.settings import load_settings
 from keel.store import open_store
@@ -33,10 +33,7 @@ thresholds: {pass_rate: 0}
 
 
 def keel(project: Path, *args: str, ok: bool = True) -> str:
-    result = subprocess.run([sys.executable, "-m", "keel", *args], cwd=project, capture_output=True, text=True, timeout=300,
-                            env={**__import__("os").environ, "COLUMNS": "200"})
-    assert "Traceback" not in result.stderr, result.stderr
-    assert (result.returncode == 0) == ok, result.stdout + result.stderr
+    result = run_keel(project, *args, ok=ok)
     return result.stdout + result.stderr
 
 

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import yaml
+from testenv import run_keel
 
 PROMPTFOO = """\
 description: Greeting checks
@@ -36,10 +35,7 @@ outputPath: results.json
 
 
 def keel(project: Path, *args: str, ok: bool = True) -> str:
-    result = subprocess.run([sys.executable, "-m", "keel", *args], cwd=project, capture_output=True, text=True, timeout=300,
-                            env={**__import__("os").environ, "COLUMNS": "200"})
-    assert "Traceback" not in result.stderr, result.stderr
-    assert (result.returncode == 0) == ok, result.stdout + result.stderr
+    result = run_keel(project, *args, ok=ok)
     return result.stdout + result.stderr
 
 

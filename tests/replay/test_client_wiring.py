@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import inspect
 from pathlib import Path
 
 import pytest
 
 import keel
-from keel.client import AsyncClient
 from keel.replay import ReplayMissing
 
 # Until client.py wires ReplayStage into the pipeline (remove this guard once it does).

@@ -20,9 +20,8 @@ from upstreams import AnthropicUpstream, OpenAIUpstream
 
 from keel.client import AsyncClient
 from keel.pipeline import Call, ProviderStage, Stage
-from keel.providers.local import LocalProvider
 from keel.routing import build_routing
-from keel.settings import ProviderSettings, Settings, load_settings
+from keel.settings import Settings, load_settings
 from keel.structured import OutputSpec, StructuredStage, mode_for
 from keel.tracing.stage import RecordStage
 from keel.types import ChatResponse, Chunk

@@ -9,15 +9,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from testenv import run_keel
 
 pytestmark = pytest.mark.local_model
 
 
-def keel(project: Path, *args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run([sys.executable, "-m", "keel", *args], cwd=project, capture_output=True, text=True, timeout=600)
-    assert "Traceback" not in result.stderr, result.stderr
-    assert (result.returncode == 0) == ok, result.stdout + result.stderr
-    return result
+keel = run_keel
 
 
 def _bundled_gguf() -> Path:

@@ -221,6 +221,7 @@ def import_promptfoo(
     """Convert a promptfoo config into a Keel suite; lists everything that could not be carried over."""
     from ..client import AsyncClient
     from ..evals.promptfoo import convert, read_config, to_yaml
+    from ..files import atomic_write
     from ..settings import load_settings
 
     if output.exists() and not force:
@@ -234,9 +235,7 @@ def import_promptfoo(
 
     suite, skipped = convert(read_config(config), config.parent, model_for)
     output.parent.mkdir(parents=True, exist_ok=True)
-    temporary = output.with_name(output.name + ".tmp")
-    temporary.write_text(to_yaml(suite), encoding="utf-8")
-    temporary.replace(output)
+    atomic_write(output, to_yaml(suite).encode("utf-8"))
     console.print(f"wrote {output}: {len(suite['prompts'])} prompts × {len(suite['models'])} models, {len(suite['dataset']['cases'])} cases", highlight=False)
     for item in skipped:
         console.print(f"[yellow]not imported:[/] {item}", highlight=False)

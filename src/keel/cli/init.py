@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from ..errors import ConfigError
+from ..files import atomic_write
 from ..settings import CONFIG_NAME
 
 STARTER = '''# keel.toml: Keel's project file. Every key is optional; with no file Keel runs on the
@@ -103,7 +104,4 @@ def init(
 
 
 def _write(path: Path, text: str) -> None:
-    """Write atomically: a crash leaves the old file or the new one, never half of one."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+    atomic_write(path, text.encode("utf-8"))

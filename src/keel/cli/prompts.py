@@ -136,13 +136,7 @@ async def _render(name: str, variables: dict[str, Any], models: list[str]) -> No
 
 async def _count(client: AsyncClient, model: str, messages: list[dict[str, Any]]) -> int | None:
     target = client.resolve(model)
-    if target.provider.kind == "local":
-        return await target.provider.count_tokens(await target.provider.apply_template(messages, target.model), target.model)
-    if target.provider.kind == "openai":
-        from ..tokenizers import count_openai_messages
-
-        return count_openai_messages(messages, target.model)
-    return None
+    return await target.provider.count_prompt_tokens(messages, target.model)
 
 
 def _parse_var(item: str) -> tuple[str, Any]:

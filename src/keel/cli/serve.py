@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import ipaddress
 import os
 from pathlib import Path
 
 import typer
 
 from ..errors import ConfigError
+from ..providers._http import is_loopback
 from ..settings import Settings, load_settings
 
 
@@ -67,21 +67,12 @@ def _apply_model(model: str | None) -> None:
 
 def _check_binding(settings: Settings) -> None:
     host = settings.gateway.host
-    if _is_loopback(host) or settings.gateway.keys:
+    if is_loopback(host) or settings.gateway.keys:
         return
     raise ConfigError(
         f"Refusing to bind {host} without gateway keys: anyone who can reach it could spend your budget. "
         "Set KEEL_GATEWAY_KEYS (or gateway.keys in keel.toml), or bind 127.0.0.1."
     )
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _banner(settings: Settings) -> None:

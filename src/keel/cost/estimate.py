@@ -12,11 +12,8 @@ from ..types import Usage
 
 
 async def estimate_usage(provider: Any, model: str, messages: list[dict[str, Any]], text: str) -> Usage | None:
-    if provider.kind == "openai":
-        from ..tokenizers import count_openai_messages, count_openai_text
-
-        return Usage(prompt_tokens=count_openai_messages(messages, model), completion_tokens=count_openai_text(text, model), estimated=True)
-    if provider.kind == "local":
-        prompt = await provider.count_tokens(await provider.apply_template(messages, model), model)
-        return Usage(prompt_tokens=prompt, completion_tokens=await provider.count_tokens(text, model), estimated=True)
-    return None
+    prompt = await provider.count_prompt_tokens(messages, model)
+    completion = await provider.count_text_tokens(text, model)
+    if prompt is None or completion is None:
+        return None
+    return Usage(prompt_tokens=prompt, completion_tokens=completion, estimated=True)

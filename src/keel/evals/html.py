@@ -38,7 +38,7 @@ def write_html(path: Path, run: dict[str, Any], results: list[dict[str, Any]]) -
 
 def pass_rate_chart(cells: list[dict[str, Any]]) -> str:
     width, bar, height = 420, 22, 30 + 28 * len(cells)
-    rows = [f"<text x='10' y='18' font-size='13'>pass rate per cell (95% interval)</text>"]
+    rows = ["<text x='10' y='18' font-size='13'>pass rate per cell (95% interval)</text>"]
     for i, cell in enumerate(cells):
         y = 30 + 28 * i
         w = 260 * cell["pass_rate"]

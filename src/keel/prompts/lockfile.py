@@ -29,8 +29,6 @@ writers never lose each other's entries.
 from __future__ import annotations
 
 import contextlib
-import os
-import secrets
 from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
@@ -40,6 +38,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..errors import PromptError
+from ..files import atomic_write
 from ._yaml import Document, check_keys, parse_document, read_document, validation_error
 
 LOCKFILE_NAME = "keel.lock"
@@ -165,35 +164,6 @@ def _sorted(value: Any) -> Any:
 
 
 # -- writing safely ------------------------------------------------------------------------------
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write a temp file beside `path`, fsync it, rename it over `path`, fsync the folder."""
-    existing = path.stat().st_mode & 0o777 if path.exists() else None
-    temp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # a new file gets 0o666 minus the umask
-    try:
-        if existing is not None:
-            os.fchmod(fd, existing)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temp)
-        raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(folder: Path) -> None:
-    with contextlib.suppress(OSError):  # not every platform/filesystem allows it
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 def sidecar(path: Path | str) -> Path:

@@ -34,17 +34,8 @@ async def reference_tokens(client: Any, spec: PromptSpec) -> int | None:
     """Prompt tokens of the rendered reference input, with the target model's own tokenizer."""
     if not spec.reference_input:
         return None
-    messages = spec.render_reference()
     target = client.resolve(spec.model)
-    provider = target.provider
-    if provider.kind == "local":
-        template = await provider.apply_template(messages, target.model)
-        return await provider.count_tokens(template, target.model)
-    if provider.kind == "openai":
-        from ..tokenizers import count_openai_messages
-
-        return count_openai_messages(messages, target.model)
-    return None
+    return await target.provider.count_prompt_tokens(spec.render_reference(), target.model)
 
 
 async def entry_for(client: Any, spec: PromptSpec, baseline_run: str | None = None) -> LockEntry:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 from ..settings import ProviderSettings
 from ..types import ChatRequest, ChatResponse, Chunk
@@ -51,6 +52,14 @@ class Provider(ABC):
 
     async def fingerprint(self, model: str) -> str | None:
         """A stable identity of the exact weights/snapshot behind `model`, when knowable."""
+        return None
+
+    async def count_prompt_tokens(self, messages: list[dict[str, Any]], model: str) -> int | None:
+        """Prompt tokens of these messages by the model's own tokenizer; None when not knowable offline."""
+        return None
+
+    async def count_text_tokens(self, text: str, model: str) -> int | None:
+        """Tokens of an answer's text by the model's own tokenizer; None when not knowable offline."""
         return None
 
     def describe(self, model: str) -> str:

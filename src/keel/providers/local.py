@@ -208,6 +208,12 @@ class LocalProvider(Provider):
         """The exact prompt text the model sees for `messages` (its chat template applied)."""
         return str((await self._post(model, "/apply-template", {"messages": messages}))["prompt"])
 
+    async def count_prompt_tokens(self, messages: list[dict[str, Any]], model: str) -> int | None:
+        return await self.count_tokens(await self.apply_template(messages, model), model)
+
+    async def count_text_tokens(self, text: str, model: str) -> int | None:
+        return await self.count_tokens(text, model)
+
     async def _post(self, model: str, endpoint: str, body: dict[str, Any]) -> Any:
         engine = await self.engine(model)
         return await asyncio.to_thread(engine.post, endpoint, body)

@@ -49,6 +49,16 @@ class OpenAICompatProvider(Provider):
                 if chunk is not None:
                     yield chunk
 
+    async def count_prompt_tokens(self, messages: list[dict[str, Any]], model: str) -> int | None:
+        from ..tokenizers import count_openai_messages
+
+        return count_openai_messages(messages, model)
+
+    async def count_text_tokens(self, text: str, model: str) -> int | None:
+        from ..tokenizers import count_openai_text
+
+        return count_openai_text(text, model)
+
     def describe(self, model: str) -> str:
         return f"{model} at the OpenAI-compatible endpoint {self._http.base_url}"
 

@@ -15,7 +15,7 @@ import orjson
 from pydantic import ValidationError
 
 from ..client import AsyncClient, describe_validation
-from ..errors import KeelError, RequestError
+from ..errors import GatewayAuthError, KeelError, RequestError, RequestTooLarge
 from ..prompts.runtime import parse_prompt_model
 from ..types import ChatRequest
 from .errors import error_headers, error_json, error_status
@@ -23,16 +23,6 @@ from .errors import error_headers, error_json, error_status
 log = logging.getLogger("keel.server")
 
 Scope = dict[str, Any]
-
-
-class AuthError(KeelError):
-    status_code = 401
-    error_type = "invalid_api_key"
-
-
-class TooLarge(KeelError):
-    status_code = 413
-    error_type = "invalid_request_error"
 
 
 class ChatEndpoint:
@@ -68,20 +58,20 @@ class ChatEndpoint:
             return None
         given = headers.get(b"authorization", b"").removeprefix(b"Bearer ").strip()
         if not any(hmac.compare_digest(given, key) for key in self.keys):
-            raise AuthError("Missing or invalid API key. Send `Authorization: Bearer <key>` with a gateway key.")
+            raise GatewayAuthError("Missing or invalid API key. Send `Authorization: Bearer <key>` with a gateway key.")
         return hashlib.sha256(given).hexdigest()[:12]
 
     async def _read_json(self, headers: dict[bytes, bytes], receive: Any) -> dict[str, Any]:
         declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            raise TooLarge(_too_large(self.max_bytes))
+            raise RequestTooLarge(_too_large(self.max_bytes))
         chunks, size, more = [], 0, True
         while more:
             message = await receive()
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.max_bytes:
-                raise TooLarge(_too_large(self.max_bytes))
+                raise RequestTooLarge(_too_large(self.max_bytes))
             chunks.append(chunk)
             more = message.get("more_body", False)
         try:
