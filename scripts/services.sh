@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Make sure PostgreSQL and Redis run on 127.0.0.1, installing them from Debian when absent.
+# Make sure PostgreSQL and Redis run on 127.0.0.1, installing them from Debian when absent,
+# and that Debian's headless Chromium is there for the report screenshot tests.
 set -euo pipefail
 need_apt=()
 command -v pg_ctlcluster >/dev/null || need_apt+=(postgresql)
 command -v redis-server >/dev/null || need_apt+=(redis-server)
+command -v chromium >/dev/null || need_apt+=(chromium)
 fresh_postgres=false
 if [ ${#need_apt[@]} -gt 0 ]; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null

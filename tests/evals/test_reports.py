@@ -50,3 +50,13 @@ def test_html_draws_unknown_cost_hollow() -> None:
     run = {"id": "x" * 32, "suite": "s", "status": "finished", "summary": {"cells": [cell], "passed": False, "failures": ["f"]}}
     page = html_report(run, [])
     assert "cost unknown" in page and "unknown (2 answers)" in page
+
+
+def test_chart_labels_are_escaped_and_cut_before_escaping() -> None:
+    from keel.evals.charts import latency_chart, pass_rate_chart
+
+    cell = {"prompt": "a&b<c>" * 4, "model": "m", "pass_rate": 1.0, "ci95": [0.5, 1.0], "ok": True}
+    chart = pass_rate_chart([cell])
+    ET.fromstring(chart)  # well-formed: no raw '<' or a half entity
+    assert ">a&amp;b&lt;c&gt;a&amp;b&lt;c&gt;a&amp;b&lt;c&gt;a&amp;b…<" in chart
+    assert "no latencies recorded" in latency_chart([])

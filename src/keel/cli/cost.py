@@ -15,11 +15,12 @@ from ..cost.pricing import MILLION, Rate
 from ..cost.report import group_traces
 from ..errors import ConfigError
 from ..settings import load_settings
-from . import cost_project
+from . import cost_project, cost_quality
 from .traces import parse_since
 
 app = typer.Typer(help="Where the money goes.", no_args_is_help=True)
 app.command("project")(cost_project.project)
+app.command("quality")(cost_quality.quality)
 
 
 def prices() -> None:

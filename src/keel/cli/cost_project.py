@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -40,6 +41,7 @@ def project(
     by: str = typer.Option("prompt", "--by", help="Group calls by prompt (model alias for plain calls) or model."),
     prompt: str | None = typer.Option(None, "--prompt", help="Only this prompt's calls."),
     since: str | None = typer.Option(None, "--since", help="Only calls since: age (30m, 2h, 7d) or ISO date."),
+    eval_run: str | None = typer.Option(None, "--eval-run", help="Only the answers of this eval run (id or prefix), grouped by the suite's prompts."),
     price_per_request: float | None = typer.Option(None, "--price-per-request", help="Revenue per request: adds margin per traffic level."),
     csv_file: Path | None = typer.Option(None, "--csv", help="Also write every projection to this CSV file."),
     chart: Path | None = typer.Option(None, "--chart", help="Also write a log-log SVG chart of cost vs volume (first group)."),
@@ -58,17 +60,12 @@ def project(
     client = AsyncClient(settings, record=False)
     candidates = _candidates(client, models)
 
-    from ..store import open_store
-
-    store = open_store(settings.effective_store_url)
-    try:
-        rows = store.list_traces(since=after, prompt=prompt, limit=1_000_000)
-    finally:
-        store.close()
+    rows = _read_traces(settings.effective_store_url, after, prompt, eval_run)
     if not rows:
         what = f"prompt {prompt!r}" if prompt else "any call"
         window = f" since {since}" if since else ""
-        raise ConfigError(f"No trace data for {what}{window}. Run the prompt or an eval first (`keel eval run`), then project.")
+        run = f" in eval run {eval_run!r}" if eval_run else ""
+        raise ConfigError(f"No trace data for {what}{run}{window}. Run the prompt or an eval first (`keel eval run`), then project.")
 
     console = Console()
     groups = token_stats(rows, by)
@@ -89,6 +86,32 @@ def project(
     if chart is not None:
         chart.write_text(_chart(groups[0], candidates, volumes))
         console.print(f"wrote {chart} (group {groups[0].group})")
+
+
+def _read_traces(url: str, after: float | None, prompt: str | None, eval_run: str | None) -> list[dict[str, Any]]:
+    from ..store import open_store
+
+    store = open_store(url)
+    try:
+        if eval_run is None:
+            return store.list_traces(since=after, prompt=prompt, limit=1_000_000)
+        rows = _eval_run_traces(store, eval_run)
+    finally:
+        store.close()
+    return [r for r in rows if (after is None or r["started_at"] >= after) and (prompt is None or r["prompt_name"] == prompt)]
+
+
+def _eval_run_traces(store: Any, run_id: str) -> list[dict[str, Any]]:
+    """The traces of a run's answers (not of its judge calls), named after the suite's prompts."""
+    run = store.get_eval_run(run_id)
+    if run is None:
+        raise ConfigError(f"No eval run {run_id!r} (or the prefix is ambiguous); `keel eval list` shows the runs.")
+    rows = []
+    for result in store.eval_results(run["id"]):
+        trace = store.get_trace(result["trace_id"]) if result.get("trace_id") else None
+        if trace is not None:
+            rows.append({**trace, "prompt_name": trace.get("prompt_name") or result["prompt"]})
+    return rows
 
 
 def _volumes(traffic: str | None, users: int | None, per_user: float | None) -> list[Decimal]:
