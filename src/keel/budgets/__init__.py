@@ -5,7 +5,8 @@
     ├── worst_case.py    the most a call can cost, over its model and fallbacks
     ├── Ledger           spent and reserved per bucket (ledger.py), behind one interface:
     │   ├── MemoryLedger     this process only
-    │   └── RedisLedger      shared by gateway workers and hosts (Lua: check-and-reserve is atomic)
+    │   └── RedisLedger      shared by gateway workers and hosts (Lua: check-and-reserve is atomic),
+    │                        over _redis.py, a lean pipelining Redis client for the request path
     ├── alerts.py        warning + webhook when a bucket first passes its limit
     └── budget_status    figures per bucket, for `keel budgets`
 

@@ -23,6 +23,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import ROUND_CEILING, Decimal
+from functools import lru_cache
 
 #: Ledger amounts are integers of this many currency units (10⁻⁹: a nano-dollar).
 UNIT = Decimal("1e-9")
@@ -30,6 +31,7 @@ UNIT = Decimal("1e-9")
 MAX_UNITS = 2**53 - 1
 
 
+@lru_cache(maxsize=4096)  # limits and worst cases repeat from call to call
 def to_units(amount: Decimal) -> int:
     """A currency amount as ledger units, rounded up (a reservation never undercounts)."""
     return int((amount / UNIT).to_integral_value(rounding=ROUND_CEILING))
@@ -41,6 +43,7 @@ def from_units(units: int) -> Decimal:
     return value.quantize(Decimal(1)) if value == value.to_integral_value() else value
 
 
+@lru_cache(maxsize=1024)  # the trace notes each hold's amount
 def plain(amount: Decimal) -> str:
     """An amount for people: "0.000000123", "1.5", "10" (never "1.23E-7" or "1.500")."""
     text = format(amount, "f")
@@ -103,6 +106,9 @@ class Ledger(ABC):
     hold_ttl: float = 900.0
     #: Whether holds lapse (and so whether live calls need to `renew` them).
     holds_lapse: bool = False
+    #: Whether `settle` completes without suspending (no I/O), so a caller that is cancelled
+    #: cannot interrupt it: the stage then skips shielding it from cancellation.
+    settles_at_once: bool = False
 
     @abstractmethod
     async def reserve(self, hold_id: str, holds: Sequence[Hold]) -> Refusal | None:
@@ -136,6 +142,8 @@ class MemoryLedger(Ledger):
     """Budgets kept in this process. Each process has its own figures: a gateway with several
     workers needs `redis_url` for its budgets to hold. Safe across threads and event loops: no
     operation awaits while holding the lock. Buckets of past periods are dropped as they expire."""
+
+    settles_at_once = True
 
     def __init__(self) -> None:
         self._lock = threading.Lock()

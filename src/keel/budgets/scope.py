@@ -72,11 +72,32 @@ class Scope:
 
 def period_of(period: str, now: datetime) -> tuple[str, float | None]:
     """The period's label at `now` (UTC) and when its figures may be forgotten (None: never)."""
+    return _span(period, now)[0]
+
+
+class Periods:
+    """`period_of`, remembered until the period ends: the request path asks on every call."""
+
+    def __init__(self) -> None:
+        self._spans: dict[str, tuple[tuple[str, float | None], float, float]] = {}
+
+    def __call__(self, period: str, now: float) -> tuple[str, float | None]:
+        """`period_of(period, now)` for `now` in Unix time."""
+        span = self._spans.get(period)
+        if span is None or not span[1] <= now < span[2]:
+            span = self._spans[period] = _span(period, datetime.fromtimestamp(now, UTC))
+        return span[0]
+
+
+def _span(period: str, now: datetime) -> tuple[tuple[str, float | None], float, float]:
+    """(label, forget after), and the Unix times the period starts and ends."""
     now = now.astimezone(UTC)
     if period == "day":
         start = datetime(now.year, now.month, now.day, tzinfo=UTC)
-        return start.strftime("%Y-%m-%d"), (start + timedelta(days=1) + KEEP_AFTER).timestamp()
+        end = start + timedelta(days=1)
+        return (start.strftime("%Y-%m-%d"), (end + KEEP_AFTER).timestamp()), start.timestamp(), end.timestamp()
     if period == "month":
-        following = datetime(now.year + now.month // 12, now.month % 12 + 1, 1, tzinfo=UTC)
-        return now.strftime("%Y-%m"), (following + KEEP_AFTER).timestamp()
-    return "total", None
+        start = datetime(now.year, now.month, 1, tzinfo=UTC)
+        end = datetime(now.year + now.month // 12, now.month % 12 + 1, 1, tzinfo=UTC)
+        return (now.strftime("%Y-%m"), (end + KEEP_AFTER).timestamp()), start.timestamp(), end.timestamp()
+    return ("total", None), float("-inf"), float("inf")

@@ -21,10 +21,11 @@ gateway workers sharing a RedisLedger, never spend past a hard limit.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import os
+import time
 from collections.abc import AsyncIterator, Sequence
-from datetime import UTC, datetime
 from decimal import Decimal
 
 from ..cost.pricing import PriceBook
@@ -44,8 +45,8 @@ from ..settings import BudgetSettings
 from ..types import ChatResponse, Chunk, Usage
 from .alerts import Alerts
 from .ledger import MAX_UNITS, Bucket, Hold, Ledger, Refusal, plain, to_units
-from .scope import Scope, period_of
-from .worst_case import Models, Priced, output_tokens, prompt_tokens, worst_cost
+from .scope import Periods, Scope
+from .worst_case import Models, Priced, Rates, output_tokens, prompt_tokens, worst_cost
 
 log = logging.getLogger("keel.budgets")
 
@@ -77,8 +78,15 @@ class BudgetStage(Stage):
         self.budgets = [(budget, Scope.parse(budget.scope, budget.name)) for budget in budgets]
         self.ledger = ledger
         self.prices = prices
+        self.rates = Rates(prices)
         self.models: Models = models or (lambda target: [Priced.of(target)])
         self.alerts = alerts or Alerts()
+        self._periods = Periods()
+        #: (budget, scope value, period) → its Bucket, made once per period rather than per call.
+        self._buckets: dict[tuple[str, str, str], Bucket] = {}
+        # Hold ids, unique across processes (the random part) and calls (the counter).
+        self._hold_prefix = os.urandom(6).hex()
+        self._hold_count = itertools.count()
         self._unpriced: set[tuple[str, str]] = set()
         self._renewals: set[asyncio.Task[None]] = set()
 
@@ -142,7 +150,7 @@ class BudgetStage(Stage):
         return matched
 
     async def _reserve(self, call: Call, matched: list[tuple[BudgetSettings, str]]) -> "_Claim":
-        at = datetime.now(UTC)
+        at = time.time()
         models = self.models(call.target)
         prompt = {model: prompt_tokens(call.request, model) for model in models}
         worst_by_output: dict[int, tuple[Decimal | None, Priced]] = {}
@@ -150,16 +158,15 @@ class BudgetStage(Stage):
         for budget, label in matched:
             output = output_tokens(call.request, budget.reserve_max_tokens)
             if output not in worst_by_output:
-                worst_by_output[output] = worst_cost(self.prices, models, prompt, output, at)
+                worst_by_output[output] = worst_cost(self.rates, models, prompt, output, at)
             worst, model = worst_by_output[output]
             if worst is None:
                 if budget.hard:
                     raise _unbounded(budget, model)
                 self._warn_unpriced(budget, model)
                 worst = Decimal(0)
-            period, expires_at = period_of(budget.period, at)
-            holds.append(Hold(Bucket(budget.name, label, period, budget.limit, budget.hard, expires_at), worst))
-        hold_id = os.urandom(8).hex()
+            holds.append(Hold(self._bucket(budget, label, at), worst))
+        hold_id = f"{self._hold_prefix}{next(self._hold_count):x}"
         try:
             refusal = await self.ledger.reserve(hold_id, holds)
         except StoreError as exc:
@@ -172,12 +179,22 @@ class BudgetStage(Stage):
         call.notes["budgets"] = [{"budget": h.bucket.budget, "scope": h.bucket.scope, "reserved": plain(h.amount)} for h in holds]
         return _Claim(self, hold_id, holds, at)
 
-    def _cost(self, call: Call, usage: Usage, at: datetime) -> Decimal | None:
+    def _bucket(self, budget: BudgetSettings, label: str, at: float) -> Bucket:
+        period, expires_at = self._periods(budget.period, at)
+        key = (budget.name, label, period)
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            if len(self._buckets) >= 4096:  # past periods, and scopes with many values (keys, tenants)
+                self._buckets.clear()
+            bucket = self._buckets[key] = Bucket(budget.name, label, period, budget.limit, budget.hard, expires_at)
+        return bucket
+
+    def _cost(self, call: Call, usage: Usage, at: float) -> Decimal | None:
         """What the call cost, priced for whoever answered (None: unknown, keep the worst case)."""
         if usage.prompt_tokens == 0 and usage.completion_tokens == 0:
             return None  # the upstream reported no usage
         target = call.target
-        return self.prices.cost(target.provider.name, target.pricing_id, target.model, usage, at).amount
+        return self.rates.cost(target.provider.name, target.pricing_id, target.model, usage, at)
 
     def _warn_unpriced(self, budget: BudgetSettings, model: Priced) -> None:
         key = (budget.name, model.alias)
@@ -193,7 +210,7 @@ class BudgetStage(Stage):
 class _Claim:
     """The holds one call placed, until it settles them (once)."""
 
-    def __init__(self, stage: BudgetStage, hold_id: str, holds: list[Hold], at: datetime) -> None:
+    def __init__(self, stage: BudgetStage, hold_id: str, holds: list[Hold], at: float) -> None:
         self.stage, self.hold_id, self.holds, self.at = stage, hold_id, holds, at
         self._timer: asyncio.TimerHandle | None = None
         if holds and stage.ledger.holds_lapse:
@@ -210,8 +227,9 @@ class _Claim:
         amounts = [hold.amount if actual is None else actual for hold in holds]
         ledger = self.stage.ledger
         try:
+            settling = ledger.settle(self.hold_id, holds, amounts)
             # Shielded: a caller that goes away mid-settle must not leave the hold behind.
-            crossings = await asyncio.shield(ledger.settle(self.hold_id, holds, amounts))
+            crossings = await (settling if ledger.settles_at_once else asyncio.shield(settling))
         except Exception as exc:  # the call is done: its answer must not be lost to the ledger
             log.error("Could not settle budget holds %s (%s): %s", self.hold_id, ", ".join(h.bucket.budget for h in holds), exc)
             return

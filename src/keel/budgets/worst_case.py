@@ -18,14 +18,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import orjson
 
-from ..cost.pricing import PriceBook, pricing_id_for
+from ..cost.pricing import PriceBook, Rate, pricing_id_for
 from ..pipeline import Target
 from ..settings import Settings
+from ..tokenizers import count_openai_messages, count_openai_text
 from ..types import ChatRequest, Message, Usage
 
 #: Chat-template tokens per message (role markers, separators) on top of its text bytes.
@@ -62,15 +63,17 @@ class Priced:
 
 def prompt_tokens(request: ChatRequest, model: Priced) -> int:
     """An upper bound of the prompt tokens `model` will bill for `request`."""
-    messages = [_flatten(m) for m in request.messages]
-    extras = {k: v for k, v in request.passthrough.items() if k in PROMPT_FIELDS}
+    messages, non_text = [], 0
+    for message in request.messages:
+        messages.append(_flatten(message))
+        if isinstance(message.content, list):
+            non_text += _non_text_parts(message) * NON_TEXT_TOKENS
+    passthrough = request.model_extra or {}
+    extras = {k: passthrough[k] for k in PROMPT_FIELDS if k in passthrough}
     if request.response_format is not None:
         extras["response_format"] = request.response_format.model_dump(exclude_none=True, by_alias=True)
     extra_text = orjson.dumps(extras).decode() if extras else ""
-    non_text = sum(_non_text_parts(m) for m in request.messages) * NON_TEXT_TOKENS
     if model.exact_tokenizer:
-        from ..tokenizers import count_openai_messages, count_openai_text
-
         counted = count_openai_messages(messages, model.model)
         return counted + (count_openai_text(extra_text, model.model) if extra_text else 0) + non_text
     text_bytes = sum(len(value.encode()) for message in messages for value in message.values())
@@ -80,21 +83,59 @@ def prompt_tokens(request: ChatRequest, model: Priced) -> int:
 def output_tokens(request: ChatRequest, reserve_max_tokens: int) -> int:
     """The output tokens the call may produce: its own limit, else the budget's, per choice."""
     limit = request.token_limit or reserve_max_tokens
-    choices = request.passthrough.get("n")
+    choices = (request.model_extra or {}).get("n")
     return limit * (choices if isinstance(choices, int) and choices > 1 else 1)
 
 
-def worst_cost(prices: PriceBook, models: list[Priced], prompt: dict[Priced, int], output: int, at: datetime) -> tuple[Decimal | None, Priced]:
-    """The highest cost over `models` for these token counts; (None, that model) if one has no price."""
+def worst_cost(rates: "Rates", models: list[Priced], prompt: dict[Priced, int], output: int, at: float) -> tuple[Decimal | None, Priced]:
+    """The highest cost over `models` for these token counts at Unix time `at`; (None, that model)
+    if one has no price."""
     worst, costliest = Decimal(0), models[0]
     for model in models:
-        usage = Usage(prompt_tokens=prompt[model], completion_tokens=output)
-        amount = prices.cost(model.provider, model.pricing_id, model.model, usage, at).amount
+        amount = rates.worst(model, prompt[model], output, at)
         if amount is None:
             return None, model
         if amount > worst:
             worst, costliest = amount, model
     return worst, costliest
+
+
+class Rates:
+    """Prices for the request path, at Unix times: each model's flat per-token rate is resolved
+    once per UTC day (a catalog lookup costs ~50 µs), then a cost is two multiplications. Tiered
+    and unknown prices go through `PriceBook.cost` every time, as the recording stage prices them."""
+
+    def __init__(self, prices: PriceBook) -> None:
+        self.prices = prices
+        #: (provider, pricing id, model, UTC day number) → the flat rate, or None: ask `prices.cost`.
+        self._rates: dict[tuple[str, str | None, str, int], Rate | None] = {}
+
+    def cost(self, provider: str, pricing_id: str | None, model: str, usage: Usage, at: float) -> Decimal | None:
+        """What `usage` cost on `model` (None: no price known)."""
+        rate = self._rate(provider, pricing_id, model, at)
+        if rate is None:
+            return self.prices.cost(provider, pricing_id, model, usage, datetime.fromtimestamp(at, UTC)).amount
+        return rate.cost(usage)
+
+    def worst(self, model: Priced, prompt: int, output: int, at: float) -> Decimal | None:
+        """What `prompt` tokens in and `output` tokens out cost on `model`, nothing cached."""
+        rate = self._rate(model.provider, model.pricing_id, model.model, at)
+        if rate is None:
+            usage = Usage(prompt_tokens=prompt, completion_tokens=output)
+            return self.prices.cost(model.provider, model.pricing_id, model.model, usage, datetime.fromtimestamp(at, UTC)).amount
+        return prompt * rate.input + output * rate.output
+
+    def _rate(self, provider: str, pricing_id: str | None, model: str, at: float) -> Rate | None:
+        key = (provider, pricing_id, model, int(at // 86400))
+        try:
+            return self._rates[key]
+        except KeyError:
+            pass
+        if len(self._rates) >= 1024:  # a long-running gateway: yesterday's rates go
+            self._rates.clear()
+        found = self.prices.rate(provider, pricing_id, model, datetime.fromtimestamp(at, UTC))
+        rate = self._rates[key] = found if isinstance(found, Rate) else None
+        return rate
 
 
 class Candidates:
@@ -104,8 +145,14 @@ class Candidates:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._fallbacks: dict[str, list[Priced]] = {}
+        #: (alias, provider, model, pricing id) of a target → its candidates (shared: never mutated).
+        self._candidates: dict[tuple[str, str, str, str | None], list[Priced]] = {}
 
     def __call__(self, target: Target) -> list[Priced]:
+        key = (target.alias, target.provider.name, target.model, target.pricing_id)
+        found = self._candidates.get(key)
+        if found is not None:
+            return found
         primary = Priced.of(target)
         fallbacks = self._fallbacks.get(target.alias)
         if fallbacks is None:
@@ -116,6 +163,9 @@ class Candidates:
             if (model.provider, model.model) not in seen:
                 seen.add((model.provider, model.model))
                 out.append(model)
+        if len(self._candidates) >= 1024:  # aliases can be "provider/model" names: bound the memory
+            self._candidates.clear()
+        self._candidates[key] = out
         return out
 
     def _resolve_fallbacks(self, alias: str) -> list[Priced]:
