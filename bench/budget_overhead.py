@@ -1,6 +1,7 @@
 """Budget overhead benchmark: what a hard budget adds to the gateway's per-request cost, in the same run.
 
     .venv/bin/python bench/budget_overhead.py [--quick] [--duration S] [--rounds N] [--redis-url URL]
+    .venv/bin/python bench/budget_overhead.py --clients [--rounds N] [--redis-url URL]
 
 Four targets on one nginx mock upstream, each on ONE uvicorn worker, driven by wrk at concurrency
 1 and 16 (machinery shared with gateway_overhead.py, in _gateway.py):
@@ -19,6 +20,11 @@ figures are taken against that round's bare proxy, and medians over the rounds a
     added     1/throughput - 1/throughput_bare: Keel's added time per request (µs)
     share     (added with the budget - added without) / added without      target <= 10% at c=16
               (also from the targets' CPU time per request, /proc: less moved by other load)
+
+`--clients` measures instead the Redis ledger's own client CPU per call (reserve + settle, the two
+EVALSHAs of a request) in a loop against Redis, over keel's client (`budgets/_redis.py`) and over
+redis-py's asyncio client, with its pure-Python parser and with hiredis (when importable), at
+concurrency 1 and 16 on uvloop: the figures behind keeping `_redis.py`.
 
 The machine may be shared: run several rounds and read the medians and their spread. Redis keys
 (`keel:budget:{spend,holds}:<budget>:…`) carry a budget name made for this run and are deleted at
@@ -162,13 +168,93 @@ def report(runs: dict[str, list[dict]]) -> dict:
     return {"per_round": {str(c): f for c, f in figures.items()}, "checks": checks}
 
 
+def clients(url: str, rounds: int, calls: int = 10_000) -> None:
+    """Client CPU per reserve + settle of RedisLedger over each Redis client (see the docstring)."""
+    import asyncio
+    from decimal import Decimal
+
+    import redis
+    import redis.asyncio as aredis
+    import uvloop
+    from redis.asyncio.connection import _AsyncHiredisParser, _AsyncRESP2Parser
+
+    from keel.budgets import Bucket, Hold, RedisLedger
+    from keel.budgets.redis_ledger import _SHAS
+
+    class RedisPyLedger(RedisLedger):
+        """The same ledger and scripts, its commands sent by redis-py."""
+
+        def __init__(self, prefix: str, parser: type) -> None:
+            super().__init__(url, prefix)
+            self.pool = aredis.Redis.from_url(url, parser_class=parser)
+
+        async def _run(self, script, keys, args, on_cancel=None):  # type: ignore[no-untyped-def]
+            try:
+                return await self.pool.evalsha(_SHAS[script], len(keys), *keys, *args)
+            except redis.exceptions.NoScriptError:
+                return await self.pool.eval(script, len(keys), *keys, *args)
+
+        async def aclose(self) -> None:
+            await self.pool.aclose()
+
+    kinds = {"keel _redis.py": lambda prefix: RedisLedger(url, prefix),
+             "redis-py": lambda prefix: RedisPyLedger(prefix, _AsyncRESP2Parser)}
+    if redis.utils.HIREDIS_AVAILABLE:
+        kinds["redis-py + hiredis"] = lambda prefix: RedisPyLedger(prefix, _AsyncHiredisParser)
+    bucket = Bucket("bench", "global", "total", Decimal(10**6), True, None)
+    holds, actual = [Hold(bucket, Decimal("0.000053"))], [Decimal("0.000011")]
+
+    async def run(ledger: RedisLedger, concurrency: int) -> float:
+        async def worker(w: int, k: int) -> None:
+            for i in range(k):
+                assert await ledger.reserve(f"h{w}-{i}", holds) is None
+                await ledger.settle(f"h{w}-{i}", holds, actual)
+
+        await worker(-1, 200)  # connect, load the scripts, warm up
+        start = time.process_time()
+        await asyncio.gather(*(worker(w, calls // concurrency) for w in range(concurrency)))
+        used = time.process_time() - start
+        await ledger.aclose()
+        return used / calls * 1e6
+
+    print(f"client CPU per call (reserve + settle), µs: {calls:,} calls per cell, {rounds} round(s), "
+          f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
+    if not redis.utils.HIREDIS_AVAILABLE:
+        print("  (hiredis is not installed: redis-py + hiredis not measured)")
+    found: dict[tuple[int, str], list[float]] = {}
+    for _ in range(rounds):
+        for concurrency in (1, 16):
+            for name, make in kinds.items():
+                prefix = f"keel-bench:{os.urandom(4).hex()}"
+                try:
+                    found.setdefault((concurrency, name), []).append(uvloop.run(run(make(prefix), concurrency)))
+                finally:
+                    sync = redis.Redis.from_url(url)
+                    keys = list(sync.scan_iter(match=prefix + ":*"))
+                    if keys:
+                        sync.delete(*keys)
+                    sync.close()
+    for concurrency in (1, 16):
+        mine = statistics.median(found[concurrency, "keel _redis.py"])
+        print(f"c={concurrency}")
+        for name in kinds:
+            values = found[concurrency, name]
+            print(f"  {name:<20}{_fmt(values, '.1f'):<24}{statistics.median(values) - mine:+.1f} vs _redis.py")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per measured cell (default 10, max 120)")
     parser.add_argument("--quick", action="store_true", help="3 s cells, 1 s warm-ups")
     parser.add_argument("--rounds", type=int, default=3, help="measure every target N times, report medians (default 3, max 10)")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0", help="Redis for the Redis ledger")
+    parser.add_argument("--clients", action="store_true", help="only the Redis clients' CPU per reserve + settle")
     args = parser.parse_args()
+    if args.clients:
+        problem = redis_error(args.redis_url)
+        if problem:
+            sys.exit(problem)
+        return clients(args.redis_url, min(max(args.rounds, 1), 10))
     args.duration = 3.0 if args.quick else min(max(args.duration, 1.0), 120.0)
     args.warmup = 1.0 if args.quick else min(3.0, args.duration)
     args.rounds = min(max(args.rounds, 1), 10)

@@ -26,6 +26,7 @@ from typing import Any
 import pytest
 
 from keel.budgets import BudgetStage, RedisLedger, budget_status
+from keel.budgets.worst_case import MESSAGE_TOKENS, REQUEST_TOKENS
 from keel.client import AsyncClient
 from keel.pipeline import ProviderStage
 from keel.settings import Settings, load_settings
@@ -33,12 +34,14 @@ from keel.settings import Settings, load_settings
 from .conftest import REDIS_URL, delete_keys, redis_available
 
 D = Decimal
-INPUT, OUTPUT = D("0.001"), D("1")  # per token: 1000 and 1,000,000 per million
-# {"role": "user", "content": "hi"}: prompt bound 4 + 2 bytes + 8 + 8 = 22 tokens; max_tokens 2.
-WORST = 22 * INPUT + 2 * OUTPUT  # 2.022
+INPUT, OUTPUT = D("0.0001"), D("1")  # per token: 100 and 1,000,000 per million
+# {"role": "user", "content": "hi"}: prompt bound 4 + 2 bytes + 8 + 64 = 78 tokens; max_tokens 2.
+BOUND = 4 + 2 + MESSAGE_TOKENS + REQUEST_TOKENS
+WORST = BOUND * INPUT + 2 * OUTPUT  # 2.0078
 # The fake answers "Echo: hi": 1 prompt word, 2 completion words.
-REAL = 1 * INPUT + 2 * OUTPUT  # 2.001
-LIMIT = 50 * WORST  # 101.1: 50 worst cases always fit; 51 real costs (102.051) never do
+REAL = 1 * INPUT + 2 * OUTPUT  # 2.0001
+LIMIT = 50 * WORST  # 100.39: 50 worst cases always fit; 51 real costs (102.0051) never do
+assert 50 * REAL <= LIMIT < 51 * REAL
 REQUESTS = 200
 
 CONFIG = """
@@ -51,7 +54,7 @@ retries = 0
 provider = "fake"
 model = "echo"
 [models.m.price]
-input_per_mtok = "1000"
+input_per_mtok = "100"
 output_per_mtok = "1000000"
 
 [[budgets]]

@@ -3,7 +3,7 @@
 The fake provider's usage counts words: prompt = words of every message, completion = words of the
 answer ("Echo: <last user message>"). Prices are set per million tokens in keel.toml, so every
 figure below is exact. For the fake (not an OpenAI model) the prompt bound is the UTF-8 bytes of
-the messages' strings + 8 per message + 8.
+the messages' strings + MESSAGE_TOKENS (8) per message + REQUEST_TOKENS (64).
 """
 
 from __future__ import annotations
@@ -24,14 +24,12 @@ from typing import Any, TypeVar
 import pytest
 
 from keel.budgets import BudgetStage, Ledger, MemoryLedger, RedisLedger, budget_status, open_ledger, with_budgets
-from keel.budgets.worst_case import Priced, output_tokens, prompt_tokens
+from keel.budgets.worst_case import MESSAGE_TOKENS, REQUEST_TOKENS
 from keel.client import AsyncClient
 from keel.errors import BudgetExceeded, ConfigError, ProviderTimeout, ServerError, StoreError
 from keel.pipeline import Call, ProviderStage, Stage
 from keel.routing import build_routing
 from keel.settings import Settings, load_settings
-from keel.tokenizers import count_openai_messages
-from keel.types import ChatRequest
 
 from .conftest import REDIS_URL
 
@@ -69,8 +67,10 @@ model = "llama"
 {budgets}
 """
 
-#: "one two three": prompt bound 4 + 13 + 8 + 8 = 33 tokens; real usage 3 prompt, 4 completion.
-WORST = 33 * D("0.000001") + 10 * D("0.000002")  # with max_tokens = 10: 0.000053
+#: "one two three": prompt bound 4 + 13 + 8 + 64 = 89 tokens; real usage 3 prompt, 4 completion.
+BOUND = 4 + 13 + MESSAGE_TOKENS + REQUEST_TOKENS
+assert BOUND == 89, "the figures below are worked out for a bound of 89 tokens"
+WORST = BOUND * D("0.000001") + 10 * D("0.000002")  # with max_tokens = 10: 0.000109
 REAL = 3 * D("0.000001") + 4 * D("0.000002")  # 0.000011
 
 
@@ -126,7 +126,7 @@ def today() -> str:
 
 
 def test_hard_budget_reserves_the_worst_case_and_settles_the_real_cost(project: Path) -> None:
-    settings = settings_for(project, '[[budgets]]\nname = "b"\nlimit = "0.0001"\nperiod = "day"\n')
+    settings = settings_for(project, '[[budgets]]\nname = "b"\nlimit = "0.0002"\nperiod = "day"\n')
 
     async def scenario(h: Harness) -> tuple[list[Call], BudgetExceeded, dict[str, Any]]:
         calls = []
@@ -136,15 +136,15 @@ def test_hard_budget_reserves_the_worst_case_and_settles_the_real_cost(project: 
         return calls, refused.value, await h.status()
 
     calls, refused, status = run(settings, scenario)
-    assert calls[0].notes["budgets"] == [{"budget": "b", "scope": "global", "reserved": "0.000053"}]
-    # Admitted while spent + 0.000053 ≤ 0.0001: after 0, 11, 22, 33, 44 millionths; not after 55.
-    assert len(calls) == 5
-    assert status == {"b:global": (5 * REAL, D(0))}
+    assert calls[0].notes["budgets"] == [{"budget": "b", "scope": "global", "reserved": "0.000109"}]
+    # Admitted while spent + 0.000109 ≤ 0.0002: after 0, 11, …, 88 millionths; not after 99.
+    assert len(calls) == 9
+    assert status == {"b:global": (9 * REAL, D(0))}
     assert (refused.budget, refused.scope, refused.period) == ("b", "global", today())
-    assert (refused.limit, refused.spent, refused.reserved, refused.cost) == (D("0.0001"), D("0.000055"), D(0), WORST)
+    assert (refused.limit, refused.spent, refused.reserved, refused.cost) == (D("0.0002"), D("0.000099"), D(0), WORST)
     assert refused.message == (
-        f"Budget 'b' (global, {today()}) cannot take this call: limit 0.0001, spent 0.000055, and this call may "
-        "cost up to 0.000053. Lower max_tokens to lower the worst case, or raise the budget's limit in keel.toml."
+        f"Budget 'b' (global, {today()}) cannot take this call: limit 0.0002, spent 0.000099, and this call may "
+        "cost up to 0.000109. Lower max_tokens to lower the worst case, or raise the budget's limit in keel.toml."
     )
     assert refused.status_code == 429 and refused.error_type == "budget_exceeded"
 
@@ -244,12 +244,12 @@ def test_scopes_pick_the_bucket_and_calls_outside_a_scope_do_not_count(project: 
 
 def test_a_refusing_budget_refuses_the_call_for_every_budget(project: Path) -> None:
     settings = settings_for(project, '[[budgets]]\nname = "roomy"\nlimit = "1"\n\n'
-                                     '[[budgets]]\nname = "tenant"\nlimit = "0.00005"\nscope = "tenant"\n')
+                                     '[[budgets]]\nname = "tenant"\nlimit = "0.0001"\nscope = "tenant"\n')
 
     async def scenario(h: Harness) -> tuple[BudgetExceeded, dict[str, Any]]:
         with pytest.raises(BudgetExceeded) as refused:
             await h.complete(tenant="acme")
-        await h.complete(tenant="other", max_tokens=1)  # 33 + 2 millionths fit
+        await h.complete(tenant="other", max_tokens=1)  # 89 + 2 millionths fit
         return refused.value, await h.status()
 
     refused, status = run(settings, scenario)
@@ -267,7 +267,7 @@ def test_the_worst_case_covers_the_fallbacks_and_the_settle_prices_who_answered(
         return first, second, await h.status()
 
     first, second, status = run(settings, scenario)
-    assert first.notes["budgets"][0]["reserved"] == "0.00053"  # priced as pricey: 33 × 10 + 10 × 20 millionths
+    assert first.notes["budgets"][0]["reserved"] == "0.00109"  # priced as pricey: 89 × 10 + 10 × 20 millionths
     assert second.notes["answered_by"] == "pricey"
     assert status == {"b:global": (REAL + 10 * REAL, D(0))}
 
@@ -356,7 +356,7 @@ def test_with_budgets_wraps_only_when_budgets_are_configured(project: Path) -> N
 
 def test_the_client_pipeline_enforces_budgets(project: Path) -> None:
     """`AsyncClient._build_pipeline` puts the budget stage right around routing."""
-    settings = settings_for(project, '[[budgets]]\nname = "b"\nlimit = "0.00006"\n')
+    settings = settings_for(project, '[[budgets]]\nname = "b"\nlimit = "0.000115"\n')  # one worst case, not two
 
     async def scenario() -> list[type]:
         async with AsyncClient(settings) as client:
@@ -378,24 +378,6 @@ def test_the_client_pipeline_enforces_budgets(project: Path) -> None:
     assert names[0] == "RecordStage" and names[budgets + 1] == "FallbackStage"
     if "StructuredStage" in names:
         assert budgets > names.index("StructuredStage")
-
-
-def test_prompt_bounds() -> None:
-    request = ChatRequest.model_validate({
-        "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "héllo wörld"}],
-        "max_tokens": 50, "n": 3,
-    })
-    other = Priced("m", "p", "anthropic", "anthropic", "claude")
-    # bytes: system 6 + 9, user 4 + 13 (é and ö are 2 bytes each); + 8 per message + 8
-    assert prompt_tokens(request, other) == 6 + 9 + 4 + 13 + 3 * 8
-    gpt = Priced("g", "openai", "openai", "openai", "gpt-4o-mini")
-    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "héllo wörld"}]
-    assert prompt_tokens(request, gpt) == count_openai_messages(messages, "gpt-4o-mini")
-    assert output_tokens(request, 4096) == 150
-    with_image = ChatRequest.model_validate({"messages": [{"role": "user", "content": [
-        {"type": "text", "text": "what is this"}, {"type": "image_url", "image_url": {"url": "https://x/y.png"}}]}]})
-    assert prompt_tokens(with_image, other) == 4 + 12 + 16 + 4096
-    assert output_tokens(with_image, 4096) == 4096
 
 
 @contextmanager

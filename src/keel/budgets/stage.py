@@ -4,6 +4,9 @@
               (`worst_case`) on its bucket, all or nothing; a hard budget refuses with
               BudgetExceeded when spent + in flight + this call could pass its limit, or when the
               cost cannot be bounded (no price known). Soft budgets never refuse.
+              The worst case is first priced from the prompt's byte bound; only when that does
+              not fit is the prompt counted with the model's tokenizer (where Keel has it) and the
+              reserve asked again, so the refusal is decided on the exact count.
     call      the inner stages (routing, provider)
     settle    the hold is dropped and the real cost added, priced here from the usage (the
               recording stage, which sets `response.cost`, is outside this one):
@@ -46,7 +49,7 @@ from ..types import ChatResponse, Chunk, Usage
 from .alerts import Alerts
 from .ledger import MAX_UNITS, Bucket, Hold, Ledger, Refusal, plain, to_units
 from .scope import Periods, Scope
-from .worst_case import Models, Priced, Rates, output_tokens, prompt_tokens, worst_cost
+from .worst_case import Models, Priced, Rates, output_tokens, prompt_bound, prompt_tokens, worst_cost
 
 log = logging.getLogger("keel.budgets")
 
@@ -152,7 +155,31 @@ class BudgetStage(Stage):
     async def _reserve(self, call: Call, matched: list[tuple[BudgetSettings, str]]) -> "_Claim":
         at = time.time()
         models = self.models(call.target)
-        prompt = {model: prompt_tokens(call.request, model) for model in models}
+        bound = prompt_bound(call.request)
+        holds = self._holds(call, matched, models, bound, at)
+        hold_id = f"{self._hold_prefix}{next(self._hold_count):x}"
+        try:
+            refusal = await self.ledger.reserve(hold_id, holds)
+            if refusal is not None and any(model.exact_tokenizer for model in models):
+                # The byte bound does not fit: count the prompt with the tokenizer, and ask again
+                # for that worst case (the refused reserve placed nothing; this one is as atomic).
+                exact = {model: prompt_tokens(call.request, model) for model in models}
+                if any(exact[model] < bound for model in models):
+                    holds = self._holds(call, matched, models, exact, at)
+                    refusal = await self.ledger.reserve(hold_id, holds)
+        except StoreError as exc:
+            if any(hold.bucket.hard for hold in holds):
+                raise
+            log.warning("Soft budgets not counted for call %s: %s", call.trace_id, exc)
+            return _Claim(self, "", [], at)
+        if refusal is not None:
+            raise _exceeded(refusal)
+        call.notes["budgets"] = [{"budget": h.bucket.budget, "scope": h.bucket.scope, "reserved": plain(h.amount)} for h in holds]
+        return _Claim(self, hold_id, holds, at)
+
+    def _holds(self, call: Call, matched: list[tuple[BudgetSettings, str]], models: list[Priced],
+               prompt: int | dict[Priced, int], at: float) -> list[Hold]:
+        """A hold of the worst case on each matched budget's bucket, for these prompt token counts."""
         worst_by_output: dict[int, tuple[Decimal | None, Priced]] = {}
         holds = []
         for budget, label in matched:
@@ -166,18 +193,7 @@ class BudgetStage(Stage):
                 self._warn_unpriced(budget, model)
                 worst = Decimal(0)
             holds.append(Hold(self._bucket(budget, label, at), worst))
-        hold_id = f"{self._hold_prefix}{next(self._hold_count):x}"
-        try:
-            refusal = await self.ledger.reserve(hold_id, holds)
-        except StoreError as exc:
-            if any(hold.bucket.hard for hold in holds):
-                raise
-            log.warning("Soft budgets not counted for call %s: %s", call.trace_id, exc)
-            return _Claim(self, "", [], at)
-        if refusal is not None:
-            raise _exceeded(refusal)
-        call.notes["budgets"] = [{"budget": h.bucket.budget, "scope": h.bucket.scope, "reserved": plain(h.amount)} for h in holds]
-        return _Claim(self, hold_id, holds, at)
+        return holds
 
     def _bucket(self, budget: BudgetSettings, label: str, at: float) -> Bucket:
         period, expires_at = self._periods(budget.period, at)

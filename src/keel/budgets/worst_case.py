@@ -7,11 +7,30 @@ priced for the call's model and for each of its fallbacks, keeping the highest (
 answer instead). Tiered catalog prices are applied to those token counts, so the worst case
 follows the tiers.
 
-Prompt tokens: for OpenAI's own models (OpenAI or Azure endpoints), counted with the model's
-tokenizer; for any other model, the UTF-8 bytes of the text, since every token of a byte-level
-tokenizer covers at least one byte, plus `MESSAGE_TOKENS` per message for the chat template.
-Tools, functions and response_format count as their JSON. Images, audio and files cannot be
-counted from the request: each such part is reserved at `NON_TEXT_TOKENS`, an allowance, not a bound.
+Prompt tokens, two ways:
+
+`prompt_bound`, for every model, costs a few µs: the UTF-8 bytes of the prompt's strings, plus
+allowances for what a chat template adds. It is an upper bound for byte-level tokenizers
+(tiktoken's encodings; the BPE and SentencePiece-with-byte-fallback vocabularies of GGUF models):
+every token of the text covers at least one byte of it. What is not the text gets an allowance:
+  - `MESSAGE_TOKENS` per message: role markers and separators (ChatML, Llama 3, Gemma: ~5 tokens
+    beyond the role's own bytes), the space a SentencePiece tokenizer prefixes to each text piece
+    between special tokens, OpenAI's 3 per message and 1 per name;
+  - `REQUEST_TOKENS` once: the reply's priming (`<|im_start|>assistant\n`), BOS, and the default
+    system prompt some templates insert when the request has none: 26 tokens with the bundled
+    SmolLM2 (checked in tests/budgets/test_prompt_bound.py), about as many with Qwen 2.5 or
+    Llama 3.x's date header;
+  - `TOOLS_TOKENS` when the request has tools or functions: the tool-use instructions a provider
+    or template adds around their JSON (Anthropic's pricing docs list up to 530 tokens);
+  - `NON_TEXT_TOKENS` per image, audio or file part: these cannot be counted from the request,
+    so this one is an allowance, not a bound.
+Special-token text inside a message ("<|im_end|>") only makes the count smaller (one token for
+many bytes). Tools, functions and response_format count as their JSON.
+
+`prompt_tokens` counts exactly where Keel has the model's tokenizer offline, for OpenAI's own
+models (OpenAI or Azure endpoints: tiktoken), and is the bound for every other model. It never
+exceeds the bound. The budget stage reserves with the bound, and counts only when the bound does
+not fit (tiktoken costs 14-32 µs a request): a call is never refused for the bound's slack.
 """
 
 from __future__ import annotations
@@ -31,10 +50,16 @@ from ..types import ChatRequest, Message, Usage
 
 #: Chat-template tokens per message (role markers, separators) on top of its text bytes.
 MESSAGE_TOKENS = 8
+#: Chat-template tokens per request: reply priming, BOS, a default system prompt.
+REQUEST_TOKENS = 64
+#: Tool-use instructions a provider or chat template adds when a request has tools.
+TOOLS_TOKENS = 1024
 #: Tokens reserved for each image, audio or file part of a message.
 NON_TEXT_TOKENS = 4096
 #: Request fields that are sent to the model as prompt tokens.
 PROMPT_FIELDS = ("tools", "functions", "tool_choice")
+#: Request fields that make a provider or template add tool-use instructions.
+TOOL_FIELDS = ("tools", "functions")
 #: Catalog ids whose endpoints run OpenAI's own models (tokenised exactly by tiktoken).
 OPENAI_PRICING_IDS = ("openai", "azure")
 
@@ -61,23 +86,42 @@ class Priced:
         return f"{self.alias!r} ({self.provider}/{self.model})"
 
 
-def prompt_tokens(request: ChatRequest, model: Priced) -> int:
-    """An upper bound of the prompt tokens `model` will bill for `request`."""
-    messages, non_text = [], 0
+def prompt_bound(request: ChatRequest) -> int:
+    """An upper bound of the prompt tokens any byte-level tokenizer bills for `request` (see above)."""
+    total = REQUEST_TOKENS + MESSAGE_TOKENS * len(request.messages)
     for message in request.messages:
-        messages.append(_flatten(message))
-        if isinstance(message.content, list):
-            non_text += _non_text_parts(message) * NON_TEXT_TOKENS
-    passthrough = request.model_extra or {}
-    extras = {k: passthrough[k] for k in PROMPT_FIELDS if k in passthrough}
-    if request.response_format is not None:
-        extras["response_format"] = request.response_format.model_dump(exclude_none=True, by_alias=True)
-    extra_text = orjson.dumps(extras).decode() if extras else ""
-    if model.exact_tokenizer:
-        counted = count_openai_messages(messages, model.model)
-        return counted + (count_openai_text(extra_text, model.model) if extra_text else 0) + non_text
-    text_bytes = sum(len(value.encode()) for message in messages for value in message.values())
-    return text_bytes + len(messages) * MESSAGE_TOKENS + MESSAGE_TOKENS + len(extra_text.encode()) + non_text
+        content = message.content
+        if isinstance(content, str):
+            total += _utf8(content)
+        elif content:
+            for part in content:
+                if part.get("type") == "text":
+                    total += _utf8(part.get("text", ""))
+                else:
+                    total += NON_TEXT_TOKENS
+        total += _utf8(message.role)
+        if message.name:
+            total += _utf8(message.name)
+        if message.model_extra:
+            total += len(orjson.dumps(message.model_extra))
+    extras = _extras(request)
+    if extras:
+        total += len(orjson.dumps(extras))
+        if any(field in extras for field in TOOL_FIELDS):
+            total += TOOLS_TOKENS
+    return total
+
+
+def prompt_tokens(request: ChatRequest, model: Priced) -> int:
+    """The prompt tokens `model` bills for `request`, counted with its tokenizer when Keel has it
+    offline (OpenAI's models), else `prompt_bound`. Never more than `prompt_bound`."""
+    if not model.exact_tokenizer:
+        return prompt_bound(request)
+    messages = [_flatten(message) for message in request.messages]
+    non_text = sum(_non_text_parts(message) for message in request.messages) * NON_TEXT_TOKENS
+    extras = _extras(request)
+    extra_tokens = count_openai_text(orjson.dumps(extras).decode(), model.model) if extras else 0
+    return count_openai_messages(messages, model.model) + extra_tokens + non_text
 
 
 def output_tokens(request: ChatRequest, reserve_max_tokens: int) -> int:
@@ -87,12 +131,12 @@ def output_tokens(request: ChatRequest, reserve_max_tokens: int) -> int:
     return limit * (choices if isinstance(choices, int) and choices > 1 else 1)
 
 
-def worst_cost(rates: "Rates", models: list[Priced], prompt: dict[Priced, int], output: int, at: float) -> tuple[Decimal | None, Priced]:
-    """The highest cost over `models` for these token counts at Unix time `at`; (None, that model)
-    if one has no price."""
+def worst_cost(rates: "Rates", models: list[Priced], prompt: int | dict[Priced, int], output: int, at: float) -> tuple[Decimal | None, Priced]:
+    """The highest cost over `models` for these prompt token counts (one for all, or per model) at
+    Unix time `at`; (None, that model) if one has no price."""
     worst, costliest = Decimal(0), models[0]
     for model in models:
-        amount = rates.worst(model, prompt[model], output, at)
+        amount = rates.worst(model, prompt if isinstance(prompt, int) else prompt[model], output, at)
         if amount is None:
             return None, model
         if amount > worst:
@@ -197,6 +241,20 @@ def _flatten(message: Message) -> dict[str, str]:
     if message.model_extra:
         out["extra"] = orjson.dumps(message.model_extra).decode()
     return out
+
+
+def _extras(request: ChatRequest) -> dict[str, object]:
+    """The request's fields besides messages that reach the model as prompt text."""
+    passthrough = request.model_extra or {}
+    extras = {k: passthrough[k] for k in PROMPT_FIELDS if k in passthrough}
+    if request.response_format is not None:
+        extras["response_format"] = request.response_format.model_dump(exclude_none=True, by_alias=True)
+    return extras
+
+
+def _utf8(text: str) -> int:
+    """The UTF-8 length of `text` (for ASCII, its length: no encoding needed)."""
+    return len(text) if text.isascii() else len(text.encode())
 
 
 def _non_text_parts(message: Message) -> int:
