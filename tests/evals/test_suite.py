@@ -117,7 +117,3 @@ def test_case_level_assertions_and_threshold(project: Path) -> None:
     assert [a.type for a in suite.assertions_for(case)] == ["equals", "contains"] and suite.threshold_for(case) == 0.5
 
 
-def test_similar_without_backend_says_what_to_install(project: Path) -> None:
-    suite = load_suite(write_suite(project, ECHO_SUITE.replace("{type: equals}", "{type: similar, value: x}")))
-    with pytest.raises(ConfigError, match="pip install sentence-transformers"):
-        suite.check_ready()

@@ -4,7 +4,14 @@ Agreement of N answers to one case is the share that equal the most common one: 
 agree, 1/N when all differ. `exact` compares the text as is, `normalized` after case folding and
 collapsing whitespace, `json_fields` field by field (the mean over fields of each field's
 agreement; a field missing from an answer counts as its own value), when every answer is a JSON
-object.
+object, and `semantic` by meaning: the mean cosine similarity of the answers' embeddings over all
+pairs (1.0 for identical texts; paraphrases score ~0.7–0.95, unrelated answers ~0–0.2).
+
+Semantic agreement needs the `embeddings` extra and costs an embedding per answer, so a run's
+summary reports it (`semantic_consistency` per prompt × model cell, next to `consistency`) only
+when the suite scored a `similar` assertion, which loads the model and embeds the answers
+anyway, and the extra is installed; otherwise it is None. `consistency(texts, embedder)` gives it
+for any answers.
 
 pass@k is the chance that at least one of k answers passes and pass^k that all k do, estimated
 without bias from n answers of which c passed: 1 - C(n-c, k)/C(n, k) and C(c, k)/C(n, k).
@@ -16,7 +23,10 @@ import json
 import math
 from collections import Counter
 from collections.abc import Hashable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .embeddings import Embedder
 
 _MISSING = "\x00missing"
 Z95 = 1.959963984540054
@@ -55,13 +65,41 @@ def _canonical(value: Any) -> str:
     return json.dumps(value, sort_keys=True, ensure_ascii=False)
 
 
-def consistency(texts: Sequence[str]) -> dict[str, float | None]:
-    """Every agreement measure for the answers to one case."""
+def semantic_agreement(texts: Sequence[str], embedder: Embedder) -> float:
+    """Mean cosine similarity of the answers' embeddings over all pairs (1.0 for one answer)."""
+    if len(texts) <= 1:
+        return 1.0
+    vectors = embedder.encode(list(texts))
+    similarities = vectors @ vectors.T
+    n = len(texts)
+    return float((similarities.sum() - similarities.trace()) / (n * (n - 1)))
+
+
+def consistency(texts: Sequence[str], embedder: Embedder | None = None) -> dict[str, float | None]:
+    """Every agreement measure for the answers to one case (`semantic` only with an embedder)."""
     return {
         "exact": agreement(list(texts)),
         "normalized": agreement([normalize(t) for t in texts]),
         "json_fields": json_field_agreement(texts),
+        "semantic": semantic_agreement(texts, embedder) if embedder is not None else None,
     }
+
+
+def uses_similar(results: Sequence[dict[str, Any]]) -> bool:
+    """Whether any stored result scored a `similar` assertion."""
+    return any(outcome.get("type") == "similar" for row in results for outcome in row.get("assertions") or [])
+
+
+def semantic_consistency(groups: Sequence[Sequence[str]]) -> float | None:
+    """Mean semantic agreement over cases (each group: the answers to one case), or None when the
+    embeddings extra is not installed."""
+    from . import embeddings
+
+    if not groups or embeddings.missing():
+        return None
+    embedder = embeddings.default_embedder()
+    embedder.encode([text for texts in groups for text in texts])  # one batched pass; then cached
+    return sum(semantic_agreement(texts, embedder) for texts in groups) / len(groups)
 
 
 def case_consistency(texts: Sequence[str]) -> float:
