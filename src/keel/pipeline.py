@@ -47,6 +47,9 @@ class Call:
     #: Per-call cache choice: None = the default rule (deterministic requests only), False = bypass,
     #: True = cache even a non-deterministic request.
     cache: bool | None = None
+    #: Mixed into the cache key: the same request under another salt is another entry (the eval
+    #: runner salts with the repeat index, so repeats stay independent answers, each reusable).
+    cache_salt: str | None = None
 
 
 class Stage:

@@ -115,14 +115,14 @@ class Cached:
             inner = build_routing(inner, settings, self.client.resolve)
         self.stage = CacheStage(inner, backend, ttl)
 
-    def prepare(self, text: str, cache: bool | None, prompt: Any, params: dict[str, Any]) -> Call:
+    def prepare(self, text: str, cache: bool | None, prompt: Any, params: dict[str, Any], salt: str | None = None) -> Call:
         call = self.client.prepare(text, model=params.pop("model", "primary"), **params)
-        call.cache, call.prompt = cache, prompt
+        call.cache, call.prompt, call.cache_salt = cache, prompt, salt
         return call
 
     async def complete(self, text: str = "hello there", *, cache: bool | None = None, prompt: Any = None,
-                       **params: Any) -> Outcome:
-        outcome = Outcome(self.prepare(text, cache, prompt, params))
+                       salt: str | None = None, **params: Any) -> Outcome:
+        outcome = Outcome(self.prepare(text, cache, prompt, params, salt))
         outcome.response = await self.stage.complete(outcome.call)
         return outcome
 

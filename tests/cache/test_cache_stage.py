@@ -38,6 +38,28 @@ def test_a_deterministic_request_is_answered_once(settings: Settings, backend: C
     run(settings, backend, scenario)
 
 
+def test_a_salt_makes_another_entry_of_the_same_request(settings: Settings, backend: CacheBackend,
+                                                       up: OpenAIUpstream) -> None:
+    async def scenario(cached: Cached) -> None:
+        salts = ["repeat:0", "repeat:1", "repeat:0", None, "repeat:1"]
+        outcomes = [await cached.complete(cache=True, salt=salt) for salt in salts]
+        assert [o.note for o in outcomes] == ["miss", "miss", "hit", "miss", "hit"] and up.count == 3
+
+    run(settings, backend, scenario)
+
+
+def test_a_hit_notes_the_latency_of_the_call_that_produced_it(settings: Settings, backend: CacheBackend,
+                                                             up: OpenAIUpstream) -> None:
+    up.script(Fault.SLOW, delay=0.2)
+
+    async def scenario(cached: Cached) -> None:
+        first, second = [await cached.complete(temperature=0) for _ in range(2)]
+        assert "cache_latency_ms" not in first.call.notes
+        assert 200 <= second.call.notes["cache_latency_ms"] < 2000
+
+    run(settings, backend, scenario)
+
+
 def test_a_seed_makes_a_request_deterministic(settings: Settings, backend: CacheBackend, up: OpenAIUpstream) -> None:
     async def scenario(cached: Cached) -> None:
         outcomes = [await cached.complete(temperature=0.7, seed=7) for _ in range(2)]

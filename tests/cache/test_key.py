@@ -40,6 +40,12 @@ def test_everything_the_provider_is_asked_changes_the_key() -> None:
     assert base not in variants and len(set(variants)) == len(variants)
 
 
+def test_a_salt_changes_the_key() -> None:
+    request = ChatRequest.model_validate({"messages": [{"role": "user", "content": "hi"}], "temperature": 0})
+    keys = [digest(canonical_request(request, "up", "m", salt=salt)) for salt in (None, "repeat:0", "repeat:1", "repeat:0")]
+    assert keys[0] == key(temperature=0) and len(set(keys)) == 3 and keys[1] == keys[3]
+
+
 def test_the_key_ignores_key_order_and_the_prompt_label() -> None:
     assert key(temperature=0, extra={"a": 1, "b": 2}) == key(temperature=0, extra={"b": 2, "a": 1})
     assert key(prompt=PromptRef("p", "a" * 64, label="prod")) == key(prompt=PromptRef("p", "a" * 64))

@@ -60,3 +60,23 @@ def test_chart_labels_are_escaped_and_cut_before_escaping() -> None:
     ET.fromstring(chart)  # well-formed: no raw '<' or a half entity
     assert ">a&amp;b&lt;c&gt;a&amp;b&lt;c&gt;a&amp;b&lt;c&gt;a&amp;b…<" in chart
     assert "no latencies recorded" in latency_chart([])
+
+
+def test_html_shows_semantic_agreement_when_the_run_measured_it(project: Path) -> None:
+    from eval_support import write_suite
+
+    suite = write_suite(project, """\
+        prompts:
+          - name: echo
+            messages: [{role: user, content: "{{ text }}"}]
+        models: [fake/echo]
+        dataset:
+          cases: [{id: a, vars: {text: the cat sat on the mat}, expected: "Echo: a cat sat on a mat"}]
+        assertions:
+          - {type: similar, threshold: 0.8}
+        repeat: 2
+        """)
+    run, results = _run_and_results(suite)
+    [cell] = run["summary"]["cells"]
+    assert cell["semantic_consistency"] is not None and cell["semantic_consistency"] > 0.99  # identical answers
+    assert f"(semantic {cell['semantic_consistency']:.2f})" in html_report(run, results)

@@ -39,11 +39,11 @@ def test_every_call_is_traced_with_run_suite_and_case(echo_suite: Path) -> None:
     assert {r["trace_id"] for r in results} == {r["id"] for r in rows}
 
 
-def test_repeats_bypass_the_cache(project: Path) -> None:
+def test_repeats_are_independent_answers(project: Path) -> None:
     path = write_suite(project, ECHO_SUITE.replace("thresholds: {pass_rate: 0.5}", "params: {temperature: 0}\nthresholds: {pass_rate: 0.5}"))
     seen: list[Any] = []
     run_suite(path, client_setup=lambda c: seen.append(c.provider("fake")))
-    assert len(seen[0].history) == 6  # temperature 0 would be cached; every repeat still reached the provider
+    assert len(seen[0].history) == 6  # the same request at temperature 0: every repeat still reached the provider
 
 
 def test_thresholds_fail_the_suite(project: Path) -> None:

@@ -27,7 +27,7 @@ def _result(**fields: object) -> dict[str, object]:
     row = {"run_id": "r1" + "0" * 30, "case_id": "a", "model": "m", "prompt": "p", "repeat": 0, "output": "héllo",
            "passed": True, "score": 0.75, "assertions": [{"type": "equals", "passed": True, "details": {"x": [1]}}],
            "error": None, "latency_ms": 12.5, "prompt_tokens": 3, "completion_tokens": 4, "cost": Decimal("0.000012345"),
-           "trace_id": "t" * 32, "created_at": 1700000000.25}
+           "trace_id": "t" * 32, "created_at": 1700000000.25, "cached": False}
     return row | fields
 
 
@@ -47,6 +47,17 @@ def test_a_run_and_its_results_round_trip(store: Store) -> None:
     run = store.get_eval_run(run_id)
     assert run["status"] == "finished" and run["finished_at"] and run["summary"] == {"passed": True, "cells": []}  # type: ignore[index]
     assert store.unfinished_eval_run("suite", "h" * 64) is None
+
+
+def test_results_saved_in_one_batch_keep_those_already_saved(store: Store) -> None:
+    run_id = "r1" + "0" * 30
+    store.create_eval_run(run_id, "suite", "h" * 64, {})
+    store.save_eval_result(_result())
+    store.save_eval_results([_result(output="again"), _result(repeat=1, cached=True), _result(repeat=2, cost=None)])
+    store.save_eval_results([])
+    rows = store.eval_results(run_id)
+    assert [(r["repeat"], r["output"], r["cached"], r["cost"]) for r in rows] == [
+        (0, "héllo", False, "0.000012345"), (1, "héllo", True, "0.000012345"), (2, "héllo", False, None)]
 
 
 def test_listing_runs_newest_first(store: Store) -> None:

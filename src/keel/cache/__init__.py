@@ -3,6 +3,7 @@
     key.py        the canonical request and its key (sha256); which requests are deterministic
     codec.py      streams assembled into an answer and played back from one (shared with replay)
     backends.py   where entries live: the trace store's table, Redis, or memory
+    _batching.py  store round trips shared by concurrent calls (batched reads, writes off the path)
     stage.py      CacheStage: the rule for what is read and written, hits and misses in the notes
 
     stage = CacheStage(inner, cache_backend(settings), settings.cache.ttl)

@@ -1,7 +1,8 @@
 """Where cached answers live, behind one small interface.
 
     CacheBackend          get(key) -> bytes | None, set(key, value, ttl), aclose()   (all async)
-    StoreCacheBackend     the `response_cache` table of the trace store (SQLite or PostgreSQL)
+    StoreCacheBackend     the `response_cache` table of the trace store (SQLite or PostgreSQL);
+                          concurrent reads share one query, writes are batched off the call path
     RedisCacheBackend     Redis (redis.asyncio): one key per entry, under a prefix, expiring by itself
     MemoryCacheBackend    a dict in this process (`memory://`)
     cache_backend(s)      the backend `[cache] url` names: none = the trace store's database
@@ -24,12 +25,15 @@ from weakref import WeakKeyDictionary
 
 from ..errors import ConfigError
 from ..settings import Settings
+from ._batching import Batcher, Entry, WriteBehind
 
 if TYPE_CHECKING:
     from ..store import Store
 
 #: Expired rows of the store are deleted at most this often (seconds), on a write.
 PURGE_INTERVAL = 300.0
+#: Seconds a write to the store may wait to go with others (it is read back from memory meanwhile).
+WRITE_DELAY = 0.1
 DEFAULT_REDIS_PREFIX = "keel:cache:"
 #: Seconds to connect to Redis and to wait for an answer (a `?socket_timeout=` in the URL wins).
 REDIS_TIMEOUT = 2.0
@@ -49,29 +53,48 @@ class CacheBackend(Protocol):
 
 
 class StoreCacheBackend:
-    """Entries in the `response_cache` table of the store at `url` (opened, and migrated, on first use)."""
+    """Entries in the `response_cache` table of the store at `url` (opened, and migrated, on first use).
+
+    Concurrent calls share round trips (see _batching.py): reads made while one is under way go
+    together on the next, as one SELECT … IN; writes leave the caller's path at once and are
+    written together within `WRITE_DELAY` seconds (read back from memory until then)."""
 
     def __init__(self, url: str) -> None:
         self.url = url
         self._store: Store | None = None
         self._lock = threading.Lock()
         self._purged_at = 0.0
+        self._reads: WeakKeyDictionary[asyncio.AbstractEventLoop, Batcher[str, bytes | None]] = WeakKeyDictionary()
+        self._writes = WriteBehind(self._set_many, WRITE_DELAY, name=f"cache in {url.split('://')[0]}")
 
     async def get(self, key: str) -> bytes | None:
-        return await asyncio.to_thread(lambda: self._opened().cache_get(key, time.time()))
+        unwritten = self._writes.get(key)
+        if unwritten is not None:
+            value, expires_at = unwritten
+            return value if time.time() < expires_at else None
+        loop = asyncio.get_running_loop()
+        reads = self._reads.get(loop)
+        if reads is None:
+            reads = self._reads[loop] = Batcher(self._get_many)
+        return await reads.submit(key)
 
     async def set(self, key: str, value: bytes, ttl: float) -> None:
-        await asyncio.to_thread(self._set, key, value, ttl)
+        self._writes.put(key, value, time.time() + ttl)
 
     async def aclose(self) -> None:
+        await self._writes.flush()
         with self._lock:
             store, self._store = self._store, None
         if store is not None:
             await asyncio.to_thread(store.close)
 
-    def _set(self, key: str, value: bytes, ttl: float) -> None:
+    def _get_many(self, keys: list[str]) -> list[bytes | None]:
+        found = self._opened().cache_get_many(list(dict.fromkeys(keys)), time.time())
+        return [found.get(key) for key in keys]
+
+    def _set_many(self, entries: list[Entry]) -> None:
         store, now = self._opened(), time.time()
-        store.cache_set(key, value, now + ttl)
+        store.cache_set_many(entries)
         if now - self._purged_at >= PURGE_INTERVAL:
             self._purged_at = now
             store.cache_purge(now)

@@ -4,8 +4,9 @@ The canonical request is what the provider is asked, and nothing about how the a
 delivered: provider name, upstream model id, the messages and every parameter (response_format,
 tools and passthrough extras included), but not `stream`, `stream_options` or `user`. So a
 streamed and a plain request share their answer, and two aliases of one upstream model share it
-too. The cache adds the prompt's name and version and the model's fingerprint; replay does not
-(a recording answers the request as sent, whatever prompt file rendered it).
+too. The cache adds the prompt's name and version, the model's fingerprint and the call's salt
+(`Call.cache_salt`: the eval runner's repeat index); replay does not (a recording answers the
+request as sent, whatever prompt file rendered it).
 
 The key is the sha256 of the canonical request as JSON with sorted keys.
 """
@@ -37,15 +38,19 @@ def canonical_request(
     *,
     prompt: Any = None,
     fingerprint: str | None = None,
+    salt: str | None = None,
 ) -> dict[str, Any]:
     """The request as the provider `provider` is asked it for upstream model `model`; `prompt` is
-    a PromptRef (name and version are used), `fingerprint` the model's identity when known."""
+    a PromptRef (name and version are used), `fingerprint` the model's identity when known, `salt`
+    anything else that must keep two identical requests apart."""
     canonical: dict[str, Any] = {"v": KEY_VERSION, "provider": provider, "model": model,
                                  "request": request_body(request)}
     if prompt is not None:
         canonical["prompt"] = {"name": prompt.name, "version": prompt.version}
     if fingerprint:
         canonical["fingerprint"] = fingerprint
+    if salt is not None:
+        canonical["salt"] = salt
     return canonical
 
 

@@ -8,8 +8,10 @@ What is stored: answers that finished with stop, length or tool_calls (tool call
 answer from a fallback model (it would stand in for the model asked for until it expires).
 
 A hit returns the stored answer with its stored usage and sets `call.notes["cache"] = "hit"`
-(the recording stage prices it at 0); a miss sets "miss" and stores the answer. Calls that do not
-use the cache get no note. A call that passes several times (structured-output repairs, from a
+(the recording stage prices it at 0) and `call.notes["cache_latency_ms"]`, how long the call that
+produced the answer took (the eval runner scores latency by it); a miss sets "miss" and stores the
+answer with its latency. `call.cache_salt` keeps identical requests apart (see key.py). Calls
+that do not use the cache get no note. A call that passes several times (structured-output repairs, from a
 stage above) is a "hit" only if every pass was. A plain request and a stream share entries: a hit
 on a stream is played as one text chunk (plus one for tool calls) and a last chunk with finish
 reason and usage.
@@ -52,33 +54,33 @@ class CacheStage(Stage):
         key = await self.key(call)
         if key is None:
             return await self.inner.complete(call)
-        cached = await self._load(key)
-        _note(call, hit=cached is not None)
-        if cached is not None:
-            return cached
-        asked = call.target
+        entry = await self._load(key)
+        _note(call, entry)
+        if entry is not None:
+            return entry[0]
+        asked, started = call.target, time.perf_counter()
         response = await self.inner.complete(call)
         if _storable(call, asked, response):
-            await self._store(key, response)
+            await self._store(key, response, (time.perf_counter() - started) * 1000)
         return response
 
     async def stream(self, call: Call) -> AsyncIterator[Chunk]:
         key = await self.key(call)
-        cached = None if key is None else await self._load(key)
+        entry = None if key is None else await self._load(key)
         if key is not None:
-            _note(call, hit=cached is not None)
-        if cached is not None:
-            for chunk in replay_chunks(cached):
+            _note(call, entry)
+        if entry is not None:
+            for chunk in replay_chunks(entry[0]):
                 yield chunk
             return
-        asked, assembler = call.target, StreamAssembler()
+        asked, assembler, started = call.target, StreamAssembler(), time.perf_counter()
         async with aclosing(self.inner.stream(call)) as chunks:
             async for chunk in chunks:
                 assembler.add(chunk)
                 yield chunk
         response = assembler.response(asked.provider.name)
         if key is not None and assembler.finished and _storable(call, asked, response):
-            await self._store(key, response)
+            await self._store(key, response, (time.perf_counter() - started) * 1000)
 
     async def key(self, call: Call) -> str | None:
         """The call's cache key, or None when the call does not use the cache."""
@@ -87,7 +89,7 @@ class CacheStage(Stage):
         target = call.target
         fingerprint = await self._fingerprint(target)
         canonical = canonical_request(call.request, target.provider.name, target.model,
-                                      prompt=call.prompt, fingerprint=fingerprint)
+                                      prompt=call.prompt, fingerprint=fingerprint, salt=call.cache_salt)
         return digest(canonical)
 
     async def _fingerprint(self, target: Target) -> str | None:
@@ -100,7 +102,8 @@ class CacheStage(Stage):
                 self._fingerprints[ident] = None
         return self._fingerprints[ident]
 
-    async def _load(self, key: str) -> ChatResponse | None:
+    async def _load(self, key: str) -> tuple[ChatResponse, float | None] | None:
+        """The stored answer and the latency (ms) of the call that produced it, if known."""
         if time.monotonic() < self._paused_until:
             return None
         try:
@@ -110,11 +113,11 @@ class CacheStage(Stage):
             self._pause("read", exc)
             return None
 
-    async def _store(self, key: str, response: ChatResponse) -> None:
+    async def _store(self, key: str, response: ChatResponse, latency_ms: float) -> None:
         if time.monotonic() < self._paused_until:
             return
         try:
-            await self.backend.set(key, encode(response), self.ttl)
+            await self.backend.set(key, encode(response, latency_ms), self.ttl)
         except Exception as exc:
             self._pause("write", exc)
 
@@ -124,21 +127,28 @@ class CacheStage(Stage):
         self._paused_until = time.monotonic() + PAUSE_AFTER_FAILURE
 
 
-def encode(response: ChatResponse) -> bytes:
-    """The answer as JSON bytes, the upstream's own body (`raw`) included."""
+def encode(response: ChatResponse, latency_ms: float | None = None) -> bytes:
+    """The answer as JSON bytes, the upstream's own body (`raw`) and the latency of the call
+    that produced it included."""
     data = response.model_dump(mode="json", exclude={"trace_id", "cost"})
-    return orjson.dumps({**data, "raw": response.raw})
+    return orjson.dumps({**data, "raw": response.raw, "latency_ms": latency_ms})
 
 
-def decode(value: bytes) -> ChatResponse:
-    return ChatResponse.model_validate(orjson.loads(value))
+def decode(value: bytes) -> tuple[ChatResponse, float | None]:
+    """The answer and its latency (None in entries written before it was kept)."""
+    data = orjson.loads(value)
+    return ChatResponse.model_validate(data), data.get("latency_ms")
 
 
-def _note(call: Call, *, hit: bool) -> None:
+def _note(call: Call, entry: tuple[ChatResponse, float | None] | None) -> None:
     """Note "hit" while every pass of the call through this stage hit (a structured-output
-    repair passes again), else "miss": a call partly answered from the cache is priced in full."""
+    repair passes again), else "miss": a call partly answered from the cache is priced in full.
+    A hit adds the stored latency to `cache_latency_ms` (the passes of a repaired answer add up)."""
+    hit = entry is not None
     earlier = call.notes.get("cache", "hit")
     call.notes["cache"] = "hit" if hit and earlier == "hit" else "miss"
+    if entry is not None and entry[1] is not None:
+        call.notes["cache_latency_ms"] = call.notes.get("cache_latency_ms", 0.0) + entry[1]
 
 
 def _storable(call: Call, asked: Target, response: ChatResponse) -> bool:

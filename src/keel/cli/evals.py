@@ -28,9 +28,14 @@ def run(
     concurrency: int | None = typer.Option(None, "--concurrency", min=1, help="Calls in flight per provider (default: the suite's, else 4)."),
     fresh: bool = typer.Option(False, "--fresh", help="Start a new run even if an unfinished one could be resumed."),
     baseline: bool = typer.Option(False, "--baseline", help="Fail on a significant regression against keel.lock's baselines."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Ask the models again instead of reusing the answers of an earlier run of the same calls."),
 ) -> None:
-    """Run a suite; exit 1 when its thresholds fail (or, with --baseline, on a regression)."""
-    run_id, passed = asyncio.run(_run(suite, resume, concurrency, not fresh))
+    """Run a suite; exit 1 when its thresholds fail (or, with --baseline, on a regression).
+
+    Answers come from the response cache when an earlier run made the same call (same request,
+    same repeat number): a re-run of an unchanged suite asks no model, and scores the stored
+    answers again. --no-cache asks every model again."""
+    run_id, passed = asyncio.run(_run(suite, resume, concurrency, not fresh, not no_cache))
     store, run_row, results = _load(run_id)
     try:
         _print_run(run_row)
@@ -110,7 +115,7 @@ def compare(run_a: str = typer.Argument(..., help="The earlier run (id or prefix
                       f"{str(change['b_output'])[:80]!r}", highlight=False)
 
 
-async def _run(path: Path, resume: str | None, concurrency: int | None, auto: bool) -> tuple[str, bool]:
+async def _run(path: Path, resume: str | None, concurrency: int | None, auto: bool, cache: bool = True) -> tuple[str, bool]:
     from ..client import AsyncClient
     from ..evals.runner import EvalRunner
     from ..evals.suite import load_suite
@@ -123,7 +128,7 @@ async def _run(path: Path, resume: str | None, concurrency: int | None, auto: bo
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                         console=Console(stderr=True), disable=not sys.stderr.isatty(), transient=True)
     task = progress.add_task(f"eval {suite.name}", total=None)
-    runner = EvalRunner(client, store, suite, concurrency=concurrency,
+    runner = EvalRunner(client, store, suite, concurrency=concurrency, cache=cache,
                         on_start=lambda total, done: progress.update(task, total=total, completed=done),
                         on_result=lambda row: progress.advance(task))
     try:
@@ -131,6 +136,9 @@ async def _run(path: Path, resume: str | None, concurrency: int | None, auto: bo
             result = await runner.run(resume, auto_resume=auto)
         if result.resumed:
             console.print(f"resumed run {result.run_id[:12]}: {result.skipped} answers kept, {result.ran} run now", highlight=False)
+        if result.cached:
+            console.print(f"{result.cached} of {result.ran} answers came from the response cache (no model was asked; "
+                          "tokens, cost and latency are those of the original calls; --no-cache asks again)", highlight=False)
         return result.run_id, result.passed
     finally:
         await client.aclose()

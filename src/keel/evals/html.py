@@ -44,11 +44,16 @@ def _cell_table(cells: list[dict[str, Any]]) -> str:
     for c in cells:
         cost = c["cost"] if c["cost"] is not None else f"unknown ({c['cost_unknown']} answers)"
         rows.append(f"<tr><td>{escape(cell_label(c))}</td><td class='{'ok' if c['ok'] else 'fail'}'>{c['pass_rate']:.1%}</td>"
-                    f"<td>{c['ci95'][0]:.2f}–{c['ci95'][1]:.2f}</td><td>{c['consistency']:.2f}</td>"
+                    f"<td>{c['ci95'][0]:.2f}–{c['ci95'][1]:.2f}</td><td>{_consistency(c)}</td>"
                     f"<td>{c['pass_at_k']:.2f} / {c['pass_hat_k']:.2f} (k={c['k']})</td>"
                     f"<td>{c['prompt_tokens']}+{c['completion_tokens']}</td><td>{escape(str(cost))}</td>"
                     f"<td>{'–' if c['latency_p50_ms'] is None else format_ms(c['latency_p50_ms'])}</td></tr>")
     return f"<table>{head}{''.join(rows)}</table>"
+
+
+def _consistency(cell: dict[str, Any]) -> str:
+    semantic = cell.get("semantic_consistency")
+    return f"{cell['consistency']:.2f}" + ("" if semantic is None else f" (semantic {semantic:.2f})")
 
 
 def _results_table(results: list[dict[str, Any]]) -> str:

@@ -1,22 +1,37 @@
-"""Running a suite: every case × prompt × model × repeat, concurrently, saved as each finishes.
+"""Running a suite: every case × prompt × model × repeat, concurrently, saved as they finish.
 
-Calls go through the client's pipeline like any other (traced, tagged eval_run / suite / case)
-but bypass the response cache, so repeats are independent. At most `concurrency` calls are in
-flight per provider. Each scored answer is saved at once; a run that is cut short is left
-`interrupted` and resuming it (by id, or automatically: the newest unfinished run of the same
-suite content) runs only the answers not saved yet.
+Calls go through the client's pipeline like any other (traced, tagged eval_run / suite / case).
+`concurrency` workers per provider answer its items, so at most that many of its calls are in
+flight. Scored answers are saved in batches (`ResultWriter`); a run that is cut short saves what
+it scored, is left `interrupted`, and resuming it (by id, or automatically: the newest
+unfinished run of the same suite content) runs only the answers not saved yet.
+
+Answers are cached (unless `cache=False`, `keel eval run --no-cache`): each call uses the
+response cache whatever its temperature, salted with its repeat number. Repeats within a run are
+so many independent answers (different keys), while repeat i of a call is the same entry in every
+run: a re-run of an unchanged suite, a new run, asks no model, and a changed case or prompt asks
+only the calls that changed. A cached answer is scored again like a fresh one and saved with
+`cached` set; its trace (a cache hit, cost 0) is linked to the new run. Its latency is that of
+the upstream call that produced it (measured by the cache stage and kept with the entry), and its
+cost what that call's usage costs at today's prices: the figures describe the model's answer, not
+the cache, so latency and cost assertions, the cell's percentiles and cost totals come out as in
+the run that asked (a fresh answer's latency also counts the local work around the call, rendering
+and lookups, so the two differ by that much). Answers that failed are not cached: asked again.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
+from collections import defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from ..errors import ConfigError, KeelError
+from ..types import Cost
 from ._base import Environment, Observation
 from .assertions import score
 from .dataset import Case
@@ -24,6 +39,8 @@ from .suite import Suite
 from .summary import summarize
 
 DEFAULT_CONCURRENCY = 4
+#: Scored answers are saved in batches at most this many seconds apart (and at the end).
+SAVE_INTERVAL = 0.25
 
 
 @dataclass(frozen=True)
@@ -45,6 +62,8 @@ class RunResult:
     resumed: bool
     skipped: int
     ran: int
+    #: Answers of `ran` that came from the response cache (no upstream call).
+    cached: int = 0
 
     @property
     def passed(self) -> bool:
@@ -54,13 +73,12 @@ class RunResult:
 class EvalRunner:
     """Runs one suite with a client (an AsyncClient) and saves to a store (keel.store.Store)."""
 
-    def __init__(self, client: Any, store: Any, suite: Suite, *, concurrency: int | None = None,
+    def __init__(self, client: Any, store: Any, suite: Suite, *, concurrency: int | None = None, cache: bool = True,
                  on_start: Callable[[int, int], None] | None = None,
                  on_result: Callable[[dict[str, Any]], None] | None = None) -> None:
-        self.client, self.store, self.suite = client, store, suite
+        self.client, self.store, self.suite, self.cache = client, store, suite, cache
         self.concurrency = concurrency or suite.config.concurrency or DEFAULT_CONCURRENCY
         self.on_start, self.on_result = on_start, on_result
-        self._limits: dict[str, asyncio.Semaphore] = {}
 
     def items(self) -> list[Item]:
         s = self.suite
@@ -78,20 +96,29 @@ class EvalRunner:
         versions = self.prompt_versions()
         content = self.suite.content_hash(versions)
         run_id, resumed = self._start(resume, auto_resume, content, versions)
-        done = {(r["case_id"], r["model"], r["prompt"], r["repeat"]) for r in self.store.eval_results(run_id)}
+        kept = self.store.eval_results(run_id) if resumed else []
+        done = {(r["case_id"], r["model"], r["prompt"], r["repeat"]) for r in kept}
         todo = [item for item in self.items() if item.key not in done]
         if self.on_start is not None:
             self.on_start(len(todo) + len(done), len(done))
+        writer = ResultWriter(self.store)
         try:
-            async with asyncio.TaskGroup() as group:
-                for item in todo:
-                    group.create_task(self._run_item(run_id, item))
+            await self._answer_all(run_id, todo, writer)
+            await writer.drain()
         except BaseException:
-            await asyncio.shield(asyncio.to_thread(self.store.finish_eval_run, run_id, "interrupted"))
+            await asyncio.shield(self._interrupted(run_id, writer))
             raise
-        summary = summarize(self.store.eval_results(run_id), self.suite.config.thresholds.model_dump(), self.suite.config.repeat)
-        self.store.finish_eval_run(run_id, "finished", summary)
-        return RunResult(run_id, summary, resumed, len(done), len(todo))
+        summary = summarize(kept + writer.rows, self.suite.config.thresholds.model_dump(), self.suite.config.repeat)
+        await asyncio.to_thread(self.store.finish_eval_run, run_id, "finished", summary)
+        cached = sum(1 for row in writer.rows if row["cached"])
+        return RunResult(run_id, summary, resumed, len(done), len(todo), cached)
+
+    async def _interrupted(self, run_id: str, writer: "ResultWriter") -> None:
+        """Keep every answer scored so far (a resume skips them), then mark the run interrupted."""
+        try:
+            await writer.drain()
+        finally:
+            await asyncio.to_thread(self.store.finish_eval_run, run_id, "interrupted")
 
     def _start(self, resume: str | None, auto: bool, content: str, versions: dict[str, str]) -> tuple[str, bool]:
         if resume is not None:
@@ -112,23 +139,28 @@ class EvalRunner:
         self.store.create_eval_run(run_id, self.suite.name, content, config)
         return run_id, False
 
-    def _limit(self, model: str) -> asyncio.Semaphore:
-        provider = self.client.resolve(model).provider.name
-        if provider not in self._limits:
-            self._limits[provider] = asyncio.Semaphore(self.concurrency)
-        return self._limits[provider]
+    async def _answer_all(self, run_id: str, todo: list[Item], writer: "ResultWriter") -> None:
+        """`concurrency` workers per provider, each answering its provider's items one at a time."""
+        queues: dict[str, deque[Item]] = defaultdict(deque)
+        for item in todo:
+            queues[self.client.resolve(item.model).provider.name].append(item)
+        async with asyncio.TaskGroup() as group:
+            for queue in queues.values():
+                for _ in range(min(self.concurrency, len(queue))):
+                    group.create_task(self._work(run_id, queue, writer))
 
-    async def _run_item(self, run_id: str, item: Item) -> None:
-        tags = {"eval_run": run_id, "suite": self.suite.name, "case": item.case.id}
-        async with self._limit(item.model):
+    async def _work(self, run_id: str, queue: deque[Item], writer: "ResultWriter") -> None:
+        while queue:
+            item = queue.popleft()
+            tags = {"eval_run": run_id, "suite": self.suite.name, "case": item.case.id}
             row = await self._answer(run_id, item, tags)
-        await asyncio.to_thread(self.store.save_eval_result, row)
-        if self.on_result is not None:
-            self.on_result(row)
+            writer.add(row)
+            if self.on_result is not None:
+                self.on_result(row)
 
     async def _answer(self, run_id: str, item: Item, tags: dict[str, Any]) -> dict[str, Any]:
         row: dict[str, Any] = {"run_id": run_id, "case_id": item.case.id, "model": item.model, "prompt": item.prompt,
-                               "repeat": item.repeat, "created_at": time.time()}
+                               "repeat": item.repeat, "created_at": time.time(), "cached": False}
         started = time.perf_counter()
         try:
             call = await self._prepare(item, tags)
@@ -139,16 +171,28 @@ class EvalRunner:
                     "error": f"{type(exc).__name__}: {exc}", "latency_ms": (time.perf_counter() - started) * 1000,
                     "assertions": []}
             return row
-        latency = (time.perf_counter() - started) * 1000
-        observation = Observation(response.content, item.case, item.model, item.prompt, latency, response.cost.amount)
+        cached = call.notes.get("cache") == "hit"
+        latency = call.notes.get("cache_latency_ms") if cached else None
+        if latency is None:
+            latency = (time.perf_counter() - started) * 1000
+        cost = self._cost(call, response) if cached else response.cost
+        return row | await self._scored(item, tags, response, latency, cost) | {"cached": cached}
+
+    async def _scored(self, item: Item, tags: dict[str, Any], response: Any, latency: float, cost: Cost) -> dict[str, Any]:
+        observation = Observation(response.content, item.case, item.model, item.prompt, latency, cost.amount)
         env = Environment(self.client, self.suite.config.judge_model, tags)
         value, outcomes = await score(self.suite.assertions_for(item.case), observation, env)
-        return row | {
+        return {
             "output": response.content, "passed": value >= self.suite.threshold_for(item.case), "score": value,
             "assertions": outcomes, "error": None, "latency_ms": latency, "trace_id": response.trace_id,
             "prompt_tokens": response.usage.prompt_tokens, "completion_tokens": response.usage.completion_tokens,
-            "cost": str(response.cost.amount) if response.cost.amount is not None else None,
+            "cost": str(cost.amount) if cost.amount is not None else None,
         }
+
+    def _cost(self, call: Any, response: Any) -> Cost:
+        """What a cached answer costs when asked for (its trace records the nothing it cost now)."""
+        target = call.target
+        return self.client.prices.cost(target.provider.name, target.pricing_id, target.model, response.usage)
 
     async def _prepare(self, item: Item, tags: dict[str, Any]) -> Any:
         params = dict(self.suite.config.params)
@@ -162,5 +206,47 @@ class EvalRunner:
             if spec.output is not None:
                 params.setdefault("json_schema", spec.output)
             call = self.client.prepare(spec.render(item.case.vars), model=item.model, tags=tags, **params)
-        call.cache = False  # repeats must be independent answers
+        # Repeats are independent answers (each its own entry), yet a re-run asks nothing again.
+        call.cache, call.cache_salt = (True, f"eval-repeat:{item.repeat}") if self.cache else (False, None)
         return call
+
+
+class ResultWriter:
+    """Saves scored answers in batches, in a worker thread, off the event loop: a batch is what
+    arrived within `interval` seconds (an interrupted run loses none: `drain` saves the rest at
+    once). `rows` keeps every answer given to it. A failed save fails the next `add` and `drain`
+    (the run stops, as it would have on that answer)."""
+
+    def __init__(self, store: Any, interval: float = SAVE_INTERVAL) -> None:
+        self.store, self.interval = store, interval
+        self.rows: list[dict[str, Any]] = []
+        self._pending: list[dict[str, Any]] = []
+        self._task: asyncio.Task[None] | None = None
+        self._now = asyncio.Event()
+        self._error: BaseException | None = None
+
+    def add(self, row: dict[str, Any]) -> None:
+        if self._error is not None:
+            raise self._error
+        self.rows.append(row)
+        self._pending.append(row)
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._write())
+
+    async def drain(self) -> None:
+        """Save every answer added so far, now."""
+        self._now.set()
+        while self._task is not None and not self._task.done():
+            await asyncio.shield(self._task)
+        if self._error is not None:
+            raise self._error
+
+    async def _write(self) -> None:
+        try:
+            while self._pending:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._now.wait(), self.interval)
+                batch, self._pending = self._pending, []
+                await asyncio.to_thread(self.store.save_eval_results, batch)
+        except Exception as exc:
+            self._error = exc

@@ -1,5 +1,7 @@
 """A run's figures per prompt × model cell, from its stored results, and the threshold verdict.
 
+`cached` counts the answers that came from the response cache: their tokens and latency are those
+of the call that produced them, their cost what that call costs (see runner.py).
 Costs add up only while every answer's cost is known: one unknown makes the cell's cost unknown
 (None) and is counted in `cost_unknown`, never summed as zero.
 """
@@ -11,7 +13,7 @@ from collections import defaultdict
 from decimal import Decimal
 from typing import Any
 
-from .consistency import case_consistency, pass_at_k, pass_hat_k, wilson_interval
+from .consistency import case_consistency, pass_at_k, pass_hat_k, semantic_consistency, uses_similar, wilson_interval
 
 
 def summarize(results: list[dict[str, Any]], thresholds: dict[str, Any], repeat: int) -> dict[str, Any]:
@@ -42,8 +44,10 @@ def _cell(prompt: str, model: str, rows: list[dict[str, Any]], thresholds: dict[
         "pass_at_k": _mean(pass_at_k(len(g), sum(r["passed"] for r in g), k) for g in by_case.values()),
         "pass_hat_k": _mean(pass_hat_k(len(g), sum(r["passed"] for r in g), k) for g in by_case.values()),
         "consistency": _mean(case_consistency([_text(r) for r in g]) for g in by_case.values()),
+        "semantic_consistency": semantic_consistency([[_text(r) for r in g] for g in by_case.values()]) if uses_similar(rows) else None,
         "mean_score": _mean(float(r["score"]) for r in rows),
         "errors": sum(1 for row in rows if row.get("error")),
+        "cached": sum(1 for row in rows if row.get("cached")),
         "prompt_tokens": sum(row.get("prompt_tokens") or 0 for row in rows),
         "completion_tokens": sum(row.get("completion_tokens") or 0 for row in rows),
         **_cost(rows), **_latency(rows),

@@ -11,11 +11,15 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Engine, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 
 from .prompts import _insert_new
 from .schema import eval_results, eval_runs
 
 RESULT_KEY = ("case_id", "model", "prompt", "repeat")
+#: Answers are saved in batches: the statement is built once.
+_INSERT_NEW = {name: dialect.insert(eval_results).on_conflict_do_nothing()
+               for name, dialect in (("sqlite", sqlite), ("postgresql", postgresql))}
 
 
 def create_run(engine: Engine, run_id: str, suite: str, suite_hash: str, config: dict[str, Any]) -> None:
@@ -66,12 +70,24 @@ def unfinished_run(engine: Engine, suite: str, suite_hash: str) -> dict[str, Any
 
 def save_result(engine: Engine, result: dict[str, Any]) -> bool:
     """Save one answer; an answer already saved for the same key is kept. True if it was new."""
+    with engine.begin() as connection:
+        return connection.execute(_insert_new(connection, eval_results, _row(result))).first() is not None
+
+
+def save_results(engine: Engine, results: list[dict[str, Any]]) -> None:
+    """Save answers in one transaction; an answer already saved for the same key is kept."""
+    if not results:
+        return
+    with engine.begin() as connection:
+        connection.execute(_INSERT_NEW[engine.dialect.name], [_row(r) for r in results])
+
+
+def _row(result: dict[str, Any]) -> dict[str, Any]:
     row = {column.name: result.get(column.name) for column in eval_results.columns}
     row["created_at"] = row["created_at"] or time.time()
     if isinstance(row["cost"], Decimal):
         row["cost"] = str(row["cost"])
-    with engine.begin() as connection:
-        return connection.execute(_insert_new(connection, eval_results, row)).first() is not None
+    return row
 
 
 def results(engine: Engine, run_id: str) -> list[dict[str, Any]]:

@@ -143,4 +143,5 @@ eval_results = Table(
     Column("cost", Text),  # an exact decimal string; NULL when unknown (never 0)
     Column("trace_id", Text),
     Column("created_at", Float, nullable=False),
+    Column("cached", Boolean),  # the answer came from the response cache (NULL: saved before 0005)
 )
