@@ -74,3 +74,12 @@ def test_invalid_config_names_file_and_key(project: Path) -> None:
 def test_missing_api_key_names_the_variable(project: Path) -> None:
     (project / "keel.toml").write_text('[providers.up]\ntype = "openai"\nbase_url = "http://127.0.0.1:9/v1"\napi_key_env = "KEEL_TEST_UNSET_KEY"\n')
     assert "KEEL_TEST_UNSET_KEY" in keel(project, "run", "x", "-m", "up/gpt", ok=False).stderr
+
+
+def test_since_dates_are_utc_unless_they_name_a_zone() -> None:
+    from datetime import datetime, timezone
+
+    from keel.cli.traces import parse_since
+
+    assert parse_since("2026-11-25") == datetime(2026, 11, 25, tzinfo=timezone.utc).timestamp()
+    assert parse_since("2026-11-25T10:00+02:00") == datetime(2026, 11, 25, 8, tzinfo=timezone.utc).timestamp()

@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import json
-from decimal import Decimal
+import time
+import uuid
+from collections.abc import Iterator
+from decimal import Decimal, localcontext
 from pathlib import Path
+from typing import Any
 
 import pytest
-from testenv import run_keel
+from testenv import PG_URL, run_keel
 
 import keel
 from keel.cost.pricing import PriceBook, Rate
+from keel.cost.report import Group, cost_report
 from keel.errors import ConfigError
 from keel.settings import PriceSettings
+from keel.store import Store, open_store
+from keel.store.testing import temporary_database
 from keel.types import Usage
 
 CONFIG = """
@@ -113,3 +120,143 @@ def test_a_dated_price_change_keeps_old_calls_at_old_prices() -> None:
     before = book.cost("avian", "avian", "deepseek/deepseek-v4-flash", usage, datetime(2026, 10, 1, tzinfo=UTC))
     after = book.cost("avian", "avian", "deepseek/deepseek-v4-flash", usage, datetime(2026, 11, 1, tzinfo=UTC))
     assert (before.amount, after.amount) == (Decimal("0.0805"), Decimal("0.14"))
+
+
+# --- keel cost report: sums in the database, one suite over SQLite and PostgreSQL -------------
+
+# UTC instants around a month end and an ISO year end (1 January 2027 is a Friday of 2026-W53).
+NOV_30_LAST_SECOND, DEC_1 = 1796083199.0, 1796083200.0
+DEC_31_LAST_SECOND, JAN_1, JAN_4 = 1798761599.0, 1798761600.0, 1799020800.0
+
+#: Every shape of cost string str(Decimal) writes: plain below 1, long (a per-hour rate's 28
+#: digits), exponent notation, 1 and above, zero with an exponent, unknown (None); and 36 and 37
+#: decimals, either side of what SQLite sums in chunks.
+COSTS = ["0.000012345", "0.1", "0.002882936507936507936507936508", "1.5E-7", "2.882936507936507936507936508E-7",
+         "1.25", "0", "0E-8", "0.000000123456789012345678901234567890", "0.0000001234567890123456789012345678901", None]
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'keel.db'}"
+    else:
+        with temporary_database(PG_URL) as url:
+            yield url
+
+
+@pytest.fixture
+def store(store_url: str) -> Iterator[Store]:
+    with open_store(store_url) as store:
+        yield store
+
+
+def call(started_at: float = DEC_1, cost: str | None = "0.00001", **fields: Any) -> dict[str, Any]:
+    """A trace record as the recorder writes it (only what the report reads is set)."""
+    return {"id": uuid.uuid4().hex, "started_at": started_at, "provider": "openai", "model": "mini", "status": "ok",
+            "prompt_tokens": 10, "completion_tokens": 5, "cached_tokens": 2, "cost": cost, "tags": {}} | fields
+
+
+def exact_sum(costs: list[str | None]) -> Decimal:
+    with localcontext() as context:
+        context.prec = 200
+        return sum((Decimal(c) for c in costs if c is not None), Decimal(0))
+
+
+def by_key(groups: list[Group]) -> dict[tuple[str, ...], Group]:
+    return {group.key: group for group in groups}
+
+
+def test_every_cost_shape_sums_exactly(store: Store) -> None:
+    mixed = [call(cost=cost) for cost in COSTS * 3]
+    per_hour = [call(model="gpu", cost=str(Decimal(n) * Decimal("2.5") / 2520000)) for n in range(1, 400)]
+    unpriced = [call(model="mystery", cost=None, status="error") for _ in range(2)]
+    store.insert_traces(mixed + per_hour + unpriced)
+    groups = by_key(cost_report(store, ["model"]))
+    mini = groups[("mini",)]
+    assert mini.known_cost == exact_sum(COSTS * 3) == Decimal("4.0586879001454959788359781693123597403")
+    assert (mini.calls, mini.unknown_cost_calls, mini.prompt_tokens, mini.completion_tokens, mini.cached_tokens) == (33, 3, 330, 165, 66)
+    assert groups[("gpu",)].known_cost == exact_sum([t["cost"] for t in per_hour])
+    mystery = groups[("mystery",)]
+    assert (mystery.calls, mystery.unknown_cost_calls, mystery.cost_text) == (2, 2, "unknown")
+    assert mystery.as_dict(["model"])["cost_known"] is None
+    assert mini.as_dict(["model"])["cost_known"] == "4.0586879001454959788359781693123597403"
+    assert mini.cost_text == "$4.058688 + 3 unknown"
+    assert list(groups) == [("mini",), ("gpu",), ("mystery",)]  # largest known cost first
+
+
+def test_a_group_of_only_tiny_costs_stays_a_plain_decimal(store: Store) -> None:
+    store.insert_traces([call(cost="1.5E-7"), call(cost="2E-7")])
+    (group,) = cost_report(store, ["model"])
+    assert group.known_cost == Decimal("3.5E-7") and group.as_dict(["model"])["cost_known"] == "0.00000035"
+
+
+def test_group_by_tag_provider_status_and_prompt(store: Store) -> None:
+    store.insert_traces([
+        call(tags={"feature": "search", "tenant": "acme"}, cost="0.25"),
+        call(tags={"feature": "search", "tenant": "zeta"}, cost="0.5", provider="anthropic"),
+        call(tags={"feature": "chat", "tenant": "acme"}, cost=None, status="error"),
+        call(tags={"tenant": "acme"}, cost="0.125", prompt_name="summarize", prompt_version="ab" * 32),
+        call(tags={}, cost="0.0625", model="", provider=None),
+    ])
+    figures = {g.key: (g.calls, g.known_cost, g.unknown_cost_calls) for g in cost_report(store, ["tag:feature"])}
+    assert figures == {("search",): (2, Decimal("0.75"), 0), ("chat",): (1, Decimal(0), 1), ("(none)",): (2, Decimal("0.1875"), 0)}
+    keys = [g.key for g in cost_report(store, ["provider", "status", "prompt", "model"])]
+    assert keys == [("anthropic", "ok", "(none)", "mini"), ("openai", "ok", "(none)", "mini"), ("openai", "ok", "summarize@abababab", "mini"),
+                    ("(none)", "ok", "(none)", "(none)"), ("openai", "error", "(none)", "mini")]
+    acme = {g.key: (g.calls, g.known_cost) for g in cost_report(store, ["tag:feature"], tags={"tenant": "acme"})}
+    assert acme == {("search",): (1, Decimal("0.25")), ("(none)",): (1, Decimal("0.125")), ("chat",): (1, Decimal(0))}
+    assert cost_report(store, ["model"], tags={"tenant": "acme", "feature": "search"})[0].calls == 1
+    assert cost_report(store, ["model"], tags={"tenant": "nobody"}) == []
+
+
+def test_an_unknown_tag_lists_the_tags_seen_in_range(store: Store) -> None:
+    with pytest.raises(ConfigError, match="Tags seen: none recorded yet"):
+        cost_report(store, ["tag:feature"])
+    store.insert_traces([call(started_at=DEC_1, tags={"tenant": "acme", "env": "prod"}),
+                         call(started_at=JAN_1, tags={"team": "search"})])
+    with pytest.raises(ConfigError, match=r"Unknown tag 'feature': no call in range carries it\. Tags seen: env, team, tenant\."):
+        cost_report(store, ["model", "tag:feature"])
+    with pytest.raises(ConfigError, match=r"Tags seen: team\.$"):
+        cost_report(store, ["tag:tenant"], since=JAN_1)
+    with pytest.raises(ConfigError, match=r"Tags seen: env, tenant\.$"):
+        cost_report(store, ["tag:team"], tags={"tenant": "acme"})
+    with pytest.raises(ConfigError, match="Cannot group by 'tag:'"):
+        cost_report(store, ["tag:"])
+
+
+def test_periods_are_utc_days_iso_weeks_and_months(store: Store) -> None:
+    store.insert_traces([call(started_at=t, cost="0.5") for t in (NOV_30_LAST_SECOND, DEC_1, DEC_31_LAST_SECOND, JAN_1, JAN_4)])
+    day = {g.key: g.calls for g in cost_report(store, ["day"])}
+    assert day == {("2026-11-30",): 1, ("2026-12-01",): 1, ("2026-12-31",): 1, ("2027-01-01",): 1, ("2027-01-04",): 1}
+    assert {g.key: g.calls for g in cost_report(store, ["week"])} == {("2026-W49",): 2, ("2026-W53",): 2, ("2027-W01",): 1}
+    month = {g.key: (g.calls, g.known_cost) for g in cost_report(store, ["month", "model"])}
+    assert month == {("2026-11", "mini"): (1, Decimal("0.5")), ("2026-12", "mini"): (2, Decimal("1.0")), ("2027-01", "mini"): (2, Decimal("1.0"))}
+
+
+def test_since_keeps_calls_started_at_or_after_it(store: Store) -> None:
+    store.insert_traces([call(started_at=t, cost="0.5") for t in (NOV_30_LAST_SECOND, DEC_1, JAN_1)])
+    assert [(g.calls, g.known_cost) for g in cost_report(store, ["model"], since=DEC_1)] == [(2, Decimal("1.0"))]
+    assert cost_report(store, ["model"], since=JAN_4) == []
+
+
+def test_cli_report_on_both_databases(store_url: str, project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    now = time.time()
+    with open_store(store_url) as store:
+        store.insert_traces([
+            call(started_at=now - 60, cost="0.002882936507936507936507936508", tags={"feature": "search"}),
+            call(started_at=now - 120, cost="1.5E-7", tags={"feature": "search"}),
+            call(started_at=now - 180, cost=None, tags={"feature": "chat"}),
+            call(started_at=now - 10 * 86400, cost="0.5", tags={"feature": "search"}),
+        ])
+    monkeypatch.setenv("KEEL_STORE_URL", store_url)
+    rows = json.loads(keel_cli(project, "cost", "report", "--by", "tag:feature", "--since", "7d", "--format", "json"))
+    assert rows == [
+        {"tag:feature": "search", "calls": 2, "prompt_tokens": 20, "completion_tokens": 10, "cached_tokens": 4,
+         "cost_known": "0.002883086507936507936507936508", "calls_with_unknown_cost": 0},
+        {"tag:feature": "chat", "calls": 1, "prompt_tokens": 10, "completion_tokens": 5, "cached_tokens": 2,
+         "cost_known": None, "calls_with_unknown_cost": 1},
+    ]
+    csv_lines = keel_cli(project, "cost", "report", "--by", "model", "--tag", "feature=search", "--format", "csv").splitlines()
+    assert csv_lines == ["model,calls,prompt_tokens,completion_tokens,cached_tokens,cost_known,calls_with_unknown_cost",
+                         "mini,3,30,15,6,0.502883086507936507936507936508,0"]
+    assert "Tags seen: feature" in keel_cli(project, "cost", "report", "--by", "tag:team", ok=False)

@@ -276,3 +276,18 @@ def test_sqlite_uses_wal_and_a_busy_timeout(tmp_path: Path) -> None:
     with open_store(f"sqlite:///{tmp_path / 'keel.db'}") as store, store.engine.connect() as connection:
         assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert connection.exec_driver_sql("PRAGMA busy_timeout").scalar() > 0
+
+
+def test_head_revision_read_from_file_names_is_alembics_head() -> None:
+    assert migrate.head_revision() == ScriptDirectory.from_config(Config(str(migrate.INI))).get_current_head()
+
+
+def test_opening_a_migrated_store_does_not_import_alembic(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    url = f"sqlite:///{tmp_path / 'k.db'}"
+    code = f"from keel.store import open_store; open_store({url!r}).close(); import sys; print('alembic' in sys.modules)"
+    first = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    again = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert (first.stdout.strip(), again.stdout.strip()) == ("True", "False")

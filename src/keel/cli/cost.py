@@ -12,7 +12,7 @@ from rich.table import Table
 
 from ..client import AsyncClient
 from ..cost.pricing import MILLION, Rate
-from ..cost.report import group_traces
+from ..cost.report import Group, check_keys, cost_report
 from ..errors import ConfigError
 from ..settings import load_settings
 from . import cost_project, cost_quality
@@ -42,36 +42,33 @@ def prices() -> None:
 
 @app.command("report")
 def report(
-    by: list[str] = typer.Option(["model"], "--by", help="model, provider, prompt, status, day, week, month or tag:NAME (repeatable)."),
+    by: list[str] = typer.Option(["model"], "--by", help="model, provider, prompt, status, day, week, month (UTC days, ISO weeks) or tag:NAME (repeatable)."),
     since: str | None = typer.Option(None, "--since", help="Age (30m, 2h, 7d) or ISO date."),
     tag: list[str] = typer.Option([], "--tag", help="Only calls with this tag, as key=value (repeatable)."),
     output: str = typer.Option("table", "--format", help="table, csv or json."),
 ) -> None:
-    """Calls, tokens and cost grouped by any dimension; unknown costs are shown as unknown."""
+    """Calls, tokens and cost grouped by any dimension, summed by the database; unknown costs are shown as unknown."""
     if output not in ("table", "csv", "json"):
         raise ConfigError(f"--format must be table, csv or json, not {output!r}.")
-    wanted = dict(_pair(t) for t in tag)
+    wanted, start = dict(_pair(t) for t in tag), parse_since(since)
+    check_keys(by)
     from ..store import open_store
 
-    store = open_store(load_settings().effective_store_url)
-    try:
-        rows = store.list_traces(since=parse_since(since), limit=1_000_000)
-    finally:
-        store.close()
-    groups = [g.as_dict(by) for g in group_traces(rows, by, wanted)]
+    with open_store(load_settings().effective_store_url) as store:
+        groups = cost_report(store, by, since=start, tags=wanted)
     if output == "json":
-        typer.echo(json.dumps(groups, indent=2))
+        typer.echo(json.dumps([g.as_dict(by) for g in groups], indent=2))
     elif output == "csv":
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=[*by, "calls", "prompt_tokens", "completion_tokens", "cached_tokens", "cost_known", "calls_with_unknown_cost"])
         writer.writeheader()
-        writer.writerows(groups)
+        writer.writerows(g.as_dict(by) for g in groups)
         typer.echo(buffer.getvalue(), nl=False)
     else:
-        _table(by, group_traces(rows, by, wanted))
+        _table(by, groups)
 
 
-def _table(by: list[str], groups: list) -> None:
+def _table(by: list[str], groups: list[Group]) -> None:
     table = Table(*by, "calls", "tokens in/out (cached)", "cost")
     for group in groups:
         tokens = f"{group.prompt_tokens}/{group.completion_tokens} ({group.cached_tokens})"

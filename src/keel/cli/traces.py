@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 import typer
@@ -23,7 +23,7 @@ UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 def list_traces(
     model: str | None = typer.Option(None, "--model", "-m", help="Only this model name."),
     status: str | None = typer.Option(None, "--status", help="ok or error."),
-    since: str | None = typer.Option(None, "--since", help="Age (30m, 2h, 7d) or ISO date/time."),
+    since: str | None = typer.Option(None, "--since", help="Age (30m, 2h, 7d) or ISO date/time (UTC unless it names a zone)."),
     prompt: str | None = typer.Option(None, "--prompt", "-p", help="Only calls of this prompt."),
     drift: bool = typer.Option(False, "--drift", help="Only calls answered by a model other than the locked one."),
     limit: int = typer.Option(50, "--limit", "-n", min=1, max=10000),
@@ -84,9 +84,11 @@ def parse_since(text: str | None) -> float | None:
     if match:
         return time.time() - int(match.group(1)) * UNITS[match.group(2)]
     try:
-        return datetime.fromisoformat(text).timestamp()
+        when = datetime.fromisoformat(text)
     except ValueError:
         raise ConfigError(f"--since {text!r} is neither an age like 30m, 2h, 7d nor an ISO date like 2026-11-25.") from None
+    # A date or time without a zone is UTC, like the days, weeks and months of reports and budgets.
+    return (when if when.tzinfo else when.replace(tzinfo=timezone.utc)).timestamp()
 
 
 def format_cost(value: Any) -> str:

@@ -5,23 +5,22 @@ database unpack the rows (`json_each` on SQLite, `json_populate_recordset` on Po
 batch of a thousand traces costs one round trip and no per-row Python work.
 
 The prompt registry's methods delegate to `prompts.py`, the eval runs' to `evals.py`, the
-response cache's to `cache.py`.
+response cache's to `cache.py`, the cost report's (sums in SQL) to `cost_query.py`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import orjson
-from alembic.util import CommandError
 from sqlalchemy import JSON, Engine, TextClause, func, select, text
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 
 from ..errors import StoreError
-from . import cache, evals, migrate, prompts
+from . import cache, cost_query, evals, migrate, prompts
 from .engine import create_store_engine, shown_url
 from .schema import traces
 
@@ -38,7 +37,7 @@ def open_store(url: str) -> Store:
             engine.connect().close()
         with _failures(f"cannot migrate the trace store at {shown}", engine.url):
             migrate.upgrade(engine)
-    except CommandError as exc:
+    except migrate.UnknownRevision as exc:
         engine.dispose()
         raise StoreError(
             f"cannot migrate the trace store at {shown}: {exc}. It was probably written by a newer "
@@ -113,6 +112,20 @@ class Store:
         with self._failures("cannot read from"), self.engine.connect() as connection:
             return connection.execute(select(func.count()).select_from(traces)).scalar_one()
 
+    # Cost reports: see keel.store.cost_query.
+
+    def cost_totals(
+        self, by: Sequence[str], *, since: float | None = None, tags: Mapping[str, str] | None = None
+    ) -> list[dict[str, Any]]:
+        """Calls, tokens, the exact sum of the known costs and the number of calls of unknown cost,
+        per group of `by` (model, provider, prompt, status, day, week, month (UTC), tag:NAME),
+        summed by the database, of the calls started since `since` that carry `tags`."""
+        return self._read(cost_query.totals, by, since, tags)
+
+    def trace_tag_names(self, *, since: float | None = None, tags: Mapping[str, str] | None = None) -> list[str]:
+        """The tag names carried by the calls started since `since` that carry `tags`, sorted."""
+        return self._read(cost_query.tag_names, since, tags)
+
     # The prompt registry: see keel.store.prompts.
 
     def save_prompt_version(
@@ -176,6 +189,10 @@ class Store:
         """Save one scored answer; one already saved under the same key is kept. True if new."""
         return self._write(evals.save_result, result)
 
+    def save_eval_results(self, results: list[dict[str, Any]]) -> None:
+        """Save scored answers in one transaction; those already saved under their key are kept."""
+        self._write(evals.save_results, results)
+
     def eval_results(self, run_id: str) -> list[dict[str, Any]]:
         """Every saved answer of the run, ordered by prompt, model, case and repeat."""
         return self._read(evals.results, run_id)
@@ -189,6 +206,14 @@ class Store:
     def cache_set(self, key: str, value: bytes, expires_at: float) -> None:
         """Cache `value` under `key` until `expires_at` (epoch seconds), replacing any entry."""
         self._write(cache.put, key, value, expires_at)
+
+    def cache_get_many(self, keys: list[str], now: float) -> dict[str, bytes]:
+        """The cached values under `keys` that have not expired by `now`, by key."""
+        return self._read(cache.get_many, keys, now)
+
+    def cache_set_many(self, entries: list[tuple[str, bytes, float]]) -> None:
+        """Cache each (key, value, expires_at) in one transaction, replacing any entries."""
+        self._write(cache.put_many, entries)
 
     def cache_purge(self, now: float) -> int:
         """Delete the entries expired by `now`; returns how many."""
