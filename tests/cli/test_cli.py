@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -83,3 +85,15 @@ def test_since_dates_are_utc_unless_they_name_a_zone() -> None:
 
     assert parse_since("2026-11-25") == datetime(2026, 11, 25, tzinfo=timezone.utc).timestamp()
     assert parse_since("2026-11-25T10:00+02:00") == datetime(2026, 11, 25, 8, tzinfo=timezone.utc).timestamp()
+
+
+@pytest.mark.parametrize("args, message", [(["nope"], "No such command 'nope'"), (["cost", "report", "--bogus"], "No such option: --bogus")])
+def test_usage_mistakes_are_usage_errors_not_internal_errors(project: Path, args: list[str], message: str) -> None:
+    result = run_keel(project, *args, ok=False)
+    assert result.returncode == 2 and message in result.stderr and "internal error" not in result.stderr
+
+
+def test_a_command_imports_only_its_own_module(project: Path) -> None:
+    code = "import sys; from keel.cli import main\ntry: main(['cost', 'report'])\nexcept SystemExit: pass\nprint(sorted(m for m in sys.modules if m.startswith('keel.cli.') or m == 'keel.evals'))"
+    result = subprocess.run([sys.executable, "-c", code], cwd=project, capture_output=True, text=True, check=True)
+    assert result.stdout.strip().splitlines()[-1] == "['keel.cli.cost', 'keel.cli.cost_project', 'keel.cli.cost_quality', 'keel.cli.traces']"

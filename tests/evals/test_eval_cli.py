@@ -11,17 +11,7 @@ import keel.cli as cli
 
 
 @pytest.fixture
-def keel_main(monkeypatch: pytest.MonkeyPatch) -> object:
-    original = cli._register
-
-    def register() -> None:
-        original()
-        if not any(group.name == "eval" for group in cli.app.registered_groups):
-            from keel.cli import evals
-
-            cli.app.add_typer(evals.app, name="eval")
-
-    monkeypatch.setattr(cli, "_register", register)
+def keel_main() -> object:
     return cli.main
 
 

@@ -19,27 +19,53 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 err = Console(stderr=True)
+# Typer 0.2x raises the exceptions of its own copy of Click; older ones raise Click's.
+_USAGE_ERRORS = tuple({click.exceptions.ClickException, *(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")})
 
 
-def _register() -> None:
-    from . import cost, evals, init, lock, models, prompts, run, serve, traces
+#: command name → (module in keel.cli, attribute, whether it is a group of subcommands)
+COMMANDS: dict[str, tuple[str, str, bool]] = {
+    "init": ("init", "init", False),
+    "run": ("run", "run", False),
+    "serve": ("serve", "serve", False),
+    "models": ("models", "models", False),
+    "traces": ("traces", "app", True),
+    "prompts": ("prompts", "app", True),
+    "lock": ("lock", "lock", False),
+    "check": ("lock", "check", False),
+    "prices": ("cost", "prices", False),
+    "budgets": ("cost", "budgets", False),
+    "cost": ("cost", "app", True),
+    "eval": ("evals", "app", True),
+}
+_registered: set[str] = set()
 
-    app.command("init")(init.init)
-    app.command("run")(run.run)
-    app.command("serve")(serve.serve)
-    app.command("models")(models.models)
-    app.add_typer(traces.app, name="traces")
-    app.add_typer(prompts.app, name="prompts")
-    app.command("lock")(lock.lock)
-    app.command("check")(lock.check)
-    app.command("prices")(cost.prices)
-    app.command("budgets")(cost.budgets)
-    app.add_typer(cost.app, name="cost")
-    app.add_typer(evals.app, name="eval")
+
+@app.callback()
+def _root() -> None:
+    """Keel: pinned prompts, traced calls, known costs, an OpenAI-compatible gateway."""
+
+
+def _register(argv: list[str]) -> None:
+    """Register the command named in `argv`, or every command (for help and unknown names):
+    importing every command module costs a few hundred milliseconds on each start."""
+    import importlib
+
+    first = next((arg for arg in argv if not arg.startswith("-")), None)
+    for name in [first] if first in COMMANDS else list(COMMANDS):
+        if name in _registered:
+            continue
+        module, attribute, group = COMMANDS[name]
+        target = getattr(importlib.import_module(f"{__name__}.{module}"), attribute)
+        if group:
+            app.add_typer(target, name=name)
+        else:
+            app.command(name)(target)
+        _registered.add(name)
 
 
 def main(argv: list[str] | None = None) -> None:
-    _register()
+    _register(sys.argv[1:] if argv is None else argv)
     try:
         code = app(args=argv, standalone_mode=False)
         if isinstance(code, int) and code:
@@ -47,10 +73,10 @@ def main(argv: list[str] | None = None) -> None:
     except KeelError as exc:
         err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         sys.exit(1)
-    except click.exceptions.ClickException as exc:
+    except _USAGE_ERRORS as exc:
         exc.show()
         sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
+    except (click.exceptions.Abort, typer.Abort):
         err.print("aborted")
         sys.exit(130)
     except KeyboardInterrupt:

@@ -10,7 +10,6 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ..client import AsyncClient
 from ..cost.pricing import MILLION, Rate
 from ..cost.report import Group, check_keys, cost_report
 from ..errors import ConfigError
@@ -25,6 +24,8 @@ app.command("quality")(cost_quality.quality)
 
 def prices() -> None:
     """The effective price of every configured model and where it comes from."""
+    from ..client import AsyncClient
+
     client = AsyncClient(load_settings(), record=False)
     table = Table("model", "provider/model", "input $/M", "cached input $/M", "output $/M", "source")
     for name in client.known_models():

@@ -8,13 +8,12 @@ from __future__ import annotations
 import csv
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from ..client import AsyncClient
 from ..cost.pricing import Rate
 from ..cost.projection import (
     Candidate,
@@ -31,6 +30,9 @@ from ..cost.projection import (
 from ..errors import ConfigError
 from ..settings import load_settings
 from .traces import parse_since
+
+if TYPE_CHECKING:
+    from ..client import AsyncClient
 
 
 def project(
@@ -57,6 +59,8 @@ def project(
         raise ConfigError(f"--by must be prompt or model, not {by!r}.")
     after = parse_since(since)
     settings = load_settings()
+    from ..client import AsyncClient
+
     client = AsyncClient(settings, record=False)
     candidates = _candidates(client, models)
 

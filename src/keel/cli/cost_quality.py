@@ -6,16 +6,18 @@ import csv
 import io
 import json
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from ..cost.projection import format_volume, parse_traffic
-from ..cost.quality import QualityRow, quality_rows
 from ..errors import ConfigError
 from ..settings import load_settings
+
+if TYPE_CHECKING:
+    from ..cost.quality import QualityRow
 
 
 def quality(
@@ -28,6 +30,8 @@ def quality(
     if output not in ("table", "csv", "json"):
         raise ConfigError(f"--format must be table, csv or json, not {output!r}.")
     volume = _single_volume(traffic) if traffic else None
+    from ..cost.quality import quality_rows
+
     rows = quality_rows(_read_runs(runs or [], suite))
     if output == "json":
         typer.echo(json.dumps([r.as_dict(volume) for r in rows], indent=2))
