@@ -89,6 +89,25 @@ def test_report_groups_and_keeps_unknown_unknown(project: Path) -> None:
     assert "unknown" in prices and "keel.toml" in prices and "genai-prices" not in prices.split("local")[0]
 
 
+def test_report_as_an_html_page_with_a_bar_per_group(project: Path) -> None:
+    import xml.etree.ElementTree as ET
+
+    (project / "keel.toml").write_text(CONFIG)
+    with keel.Client() as client:
+        client.complete("one two", model="priced", tags={"feature": "search"})  # 2 in, 3 out: $0.000014
+        client.complete("three", model="priced", tags={"feature": "chat"})  # 1 in, 2 out: $0.000009
+        client.complete("x", model="unpriced", tags={"feature": "chat"})
+        client.complete("y", model="unpriced", tags={"feature": "other"})
+        assert client.flush()
+    page = keel_cli(project, "cost", "report", "--by", "tag:feature", "--format", "html")
+    assert "http" not in page.replace("http://www.w3.org/2000/svg", "")  # nothing fetched from elsewhere
+    svg = ET.fromstring(page[page.index("<svg"):page.index("</svg>") + 6])
+    bars = {bar.find("{http://www.w3.org/2000/svg}title").text: float(bar.get("width")) for bar in svg.iter("{http://www.w3.org/2000/svg}rect")}
+    assert bars == {"search: $0.000014": 420.0, "chat: $0.000009 + 1 unknown": pytest.approx(420 * 9 / 14, abs=0.05)}
+    assert ">other</text><text x='230' y='" in page and "fill='#b00'>unknown</text>" in page  # no bar, said unknown
+    assert "<td>search</td><td>1</td>" in page
+
+
 @pytest.mark.parametrize(
     ("args", "fragment"),
     [

@@ -46,11 +46,11 @@ def report(
     by: list[str] = typer.Option(["model"], "--by", help="model, provider, prompt, status, day, week, month (UTC days, ISO weeks) or tag:NAME (repeatable)."),
     since: str | None = typer.Option(None, "--since", help="Age (30m, 2h, 7d) or ISO date."),
     tag: list[str] = typer.Option([], "--tag", help="Only calls with this tag, as key=value (repeatable)."),
-    output: str = typer.Option("table", "--format", help="table, csv or json."),
+    output: str = typer.Option("table", "--format", help="table, csv, json or html (a page with a chart, to redirect to a file)."),
 ) -> None:
     """Calls, tokens and cost grouped by any dimension, summed by the database; unknown costs are shown as unknown."""
-    if output not in ("table", "csv", "json"):
-        raise ConfigError(f"--format must be table, csv or json, not {output!r}.")
+    if output not in ("table", "csv", "json", "html"):
+        raise ConfigError(f"--format must be table, csv, json or html, not {output!r}.")
     wanted, start = dict(_pair(t) for t in tag), parse_since(since)
     check_keys(by)
     from ..store import open_store
@@ -59,6 +59,10 @@ def report(
         groups = cost_report(store, by, since=start, tags=wanted)
     if output == "json":
         typer.echo(json.dumps([g.as_dict(by) for g in groups], indent=2))
+    elif output == "html":
+        from ..cost.report_html import report_page
+
+        typer.echo(report_page(by, groups, f"Keel cost by {', '.join(by)}" + (f" since {since}" if since else "")))
     elif output == "csv":
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=[*by, "calls", "prompt_tokens", "completion_tokens", "cached_tokens", "cost_known", "calls_with_unknown_cost"])
