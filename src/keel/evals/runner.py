@@ -79,6 +79,7 @@ class EvalRunner:
         self.client, self.store, self.suite, self.cache = client, store, suite, cache
         self.concurrency = concurrency or suite.config.concurrency or DEFAULT_CONCURRENCY
         self.on_start, self.on_result = on_start, on_result
+        self._params: dict[str, dict[str, Any]] = {}
 
     def items(self) -> list[Item]:
         s = self.suite
@@ -189,22 +190,30 @@ class EvalRunner:
             "cost": str(cost.amount) if cost.amount is not None else None,
         }
 
+    def _inline_params(self, name: str, spec: Any) -> dict[str, Any]:
+        """The call parameters of an inline prompt: the suite's, its own, its output schema (once per run)."""
+        params = self._params.get(name)
+        if params is None:
+            inline = next(p for p in self.suite.config.prompts if not isinstance(p, str) and p.name == name)
+            params = {**self.suite.config.params, **inline.params}  # type: ignore[union-attr]
+            if spec.output is not None:
+                params.setdefault("json_schema", spec.output)
+            self._params[name] = params
+        return params
+
     def _cost(self, call: Any, response: Any) -> Cost:
         """What a cached answer costs when asked for (its trace records the nothing it cost now)."""
         target = call.target
         return self.client.prices.cost(target.provider.name, target.pricing_id, target.model, response.usage)
 
     async def _prepare(self, item: Item, tags: dict[str, Any]) -> Any:
-        params = dict(self.suite.config.params)
         spec = self.suite.inline.get(item.prompt)
         if spec is None:
+            params = dict(self.suite.config.params)
             call = await self.client.prepare_prompt(item.prompt, variables=item.case.vars, model=item.model, **params)
             call.tags = {**call.tags, **tags}
         else:
-            inline = next(p for p in self.suite.config.prompts if not isinstance(p, str) and p.name == item.prompt)
-            params = {**params, **inline.params}  # type: ignore[union-attr]
-            if spec.output is not None:
-                params.setdefault("json_schema", spec.output)
+            params = dict(self._inline_params(item.prompt, spec))
             call = self.client.prepare(spec.render(item.case.vars), model=item.model, tags=tags, **params)
         # Repeats are independent answers (each its own entry), yet a re-run asks nothing again.
         call.cache, call.cache_salt = (True, f"eval-repeat:{item.repeat}") if self.cache else (False, None)

@@ -43,7 +43,7 @@ def _cell(prompt: str, model: str, rows: list[dict[str, Any]], thresholds: dict[
         "k": k,
         "pass_at_k": _mean(pass_at_k(len(g), sum(r["passed"] for r in g), k) for g in by_case.values()),
         "pass_hat_k": _mean(pass_hat_k(len(g), sum(r["passed"] for r in g), k) for g in by_case.values()),
-        "consistency": _mean(case_consistency([_text(r) for r in g]) for g in by_case.values()),
+        "consistency": _mean(_consistency(g) for g in by_case.values()),
         "semantic_consistency": semantic_consistency([[_text(r) for r in g] for g in by_case.values()]) if uses_similar(rows) else None,
         "mean_score": _mean(float(r["score"]) for r in rows),
         "errors": sum(1 for row in rows if row.get("error")),
@@ -84,6 +84,11 @@ def _latency(rows: list[dict[str, Any]]) -> dict[str, Any]:
         return {"latency_p50_ms": None, "latency_p95_ms": None, "latency_mean_ms": None}
     p95 = values[min(len(values) - 1, max(0, round(0.95 * len(values)) - 1))]
     return {"latency_p50_ms": statistics.median(values), "latency_p95_ms": p95, "latency_mean_ms": statistics.fmean(values)}
+
+
+def _consistency(group: list[dict[str, Any]]) -> float:
+    """A case's consistency; one answer always agrees with itself (no need to parse it)."""
+    return 1.0 if len(group) == 1 else case_consistency([_text(r) for r in group])
 
 
 def _text(row: dict[str, Any]) -> str:

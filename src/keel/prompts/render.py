@@ -13,6 +13,8 @@ import copy
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
 from jinja2 import TemplateError, UndefinedError
 from jinja2.sandbox import SecurityError
 
@@ -71,10 +73,12 @@ def _missing(spec: PromptSpec, compiled: CompiledPrompt, name: str, declared: st
 
 
 def _validate(spec: PromptSpec, name: str, schema: dict[str, Any], value: Any) -> None:
-    from jsonschema import Draft202012Validator  # imported on first use: `import keel` stays light
+    validator = _validator(schema)
+    if validator.is_valid(value):
+        return
     from jsonschema.exceptions import best_match
 
-    error = best_match(Draft202012Validator(schema).iter_errors(value))
+    error = best_match(validator.iter_errors(value))
     if error is None:
         return
     path = "".join(f"[{step!r}]" for step in error.absolute_path)
@@ -88,6 +92,33 @@ def _validate(spec: PromptSpec, name: str, schema: dict[str, Any], value: Any) -
         f"{where}: variable {name!r}{path} of prompt {spec.name!r}: {detail}.",
         prompt=spec.name, variable=name, expected=schema.get("type"), value=value, file=file, line=line,
     )
+
+
+_VALIDATORS: dict[bytes, Any] = {}
+_MAX_VALIDATORS = 1024
+_KEY_OPTIONS = orjson.OPT_SORT_KEYS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+
+
+def _validator(schema: dict[str, Any]) -> Any:
+    """The validator of a variable's schema, built once per schema content: building one costs
+    more than validating a value with it, and a prompt's schemas are the same on every call."""
+    from jsonschema import Draft202012Validator  # imported on first use: `import keel` stays light
+
+    try:
+        key = orjson.dumps(schema, option=_KEY_OPTIONS, default=_typed)
+    except TypeError:  # not JSON-like (e.g. non-string keys): not worth caching
+        return Draft202012Validator(schema)
+    validator = _VALIDATORS.get(key)
+    if validator is None:
+        if len(_VALIDATORS) >= _MAX_VALIDATORS:
+            _VALIDATORS.clear()
+        validator = _VALIDATORS[key] = Draft202012Validator(copy.deepcopy(schema))
+    return validator
+
+
+def _typed(value: Any) -> str:
+    """Keeps a date apart from the string it would serialise as."""
+    return f"{type(value).__qualname__}:{value!r}"
 
 
 def _expected(types: Any) -> str:

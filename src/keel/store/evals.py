@@ -10,7 +10,7 @@ import time
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Engine, select, update
+from sqlalchemy import JSON, Engine, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from .prompts import _insert_new
@@ -20,6 +20,8 @@ RESULT_KEY = ("case_id", "model", "prompt", "repeat")
 #: Answers are saved in batches: the statement is built once.
 _INSERT_NEW = {name: dialect.insert(eval_results).on_conflict_do_nothing()
                for name, dialect in (("sqlite", sqlite), ("postgresql", postgresql))}
+_SQLITE_INSERT = "INSERT INTO eval_results ({}) VALUES ({}) ON CONFLICT DO NOTHING".format(
+    ", ".join(f'"{column.name}"' for column in eval_results.columns), ", ".join("?" for _ in eval_results.columns))
 
 
 def create_run(engine: Engine, run_id: str, suite: str, suite_hash: str, config: dict[str, Any]) -> None:
@@ -78,8 +80,23 @@ def save_results(engine: Engine, results: list[dict[str, Any]]) -> None:
     """Save answers in one transaction; an answer already saved for the same key is kept."""
     if not results:
         return
+    if engine.dialect.name == "sqlite":
+        _save_results_sqlite(engine, results)
+        return
     with engine.begin() as connection:
         connection.execute(_INSERT_NEW[engine.dialect.name], [_row(r) for r in results])
+
+
+def _save_results_sqlite(engine: Engine, results: list[dict[str, Any]]) -> None:
+    """The same insert through the driver's executemany: SQLAlchemy's per-row bind processing
+    costs more than SQLite's insert, and holds the interpreter lock the event loop needs.
+    Documents are serialised as the engine does (JSON text; None as SQL NULL)."""
+    serialize = engine.dialect._json_serializer  # type: ignore[attr-defined]
+    documents = [isinstance(column.type, JSON) for column in eval_results.columns]
+    rows = [tuple(None if value is None else serialize(value) if document else value
+                  for value, document in zip(_row(r).values(), documents, strict=True)) for r in results]
+    with engine.begin() as connection:
+        connection.exec_driver_sql(_SQLITE_INSERT, rows)
 
 
 def _row(result: dict[str, Any]) -> dict[str, Any]:
