@@ -271,3 +271,19 @@ def wrk_script(path: Path, request: dict = REQUEST) -> Path:
 
 if __name__ == "__main__":
     serve_bare(sys.argv[1], int(sys.argv[2]), sys.argv[3])
+
+
+def save_figures(name: str, data: dict) -> None:
+    """Write a benchmark's figures to bench/out/NAME.json and say where."""
+    path = OUT / f"{name}.json"
+    path.write_text(json.dumps(data, indent=2))
+    print(f"\nfigures written to {path}")
+
+
+def run_main(main) -> None:  # type: ignore[no-untyped-def]
+    """Run a benchmark's main; Ctrl-C stops it with a line, not a traceback (Procs stops the servers)."""
+    try:
+        main()
+    except KeyboardInterrupt:
+        sys.exit("interrupted: every subprocess was stopped")
+

@@ -45,7 +45,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _gateway import OUT, Procs, ensure_tools, keel_project, measure, start_bare, start_keel, start_nginx, wrk_script
+from _gateway import OUT, Procs, ensure_tools, keel_project, measure, run_main, save_figures, start_bare, start_keel, start_nginx, wrk_script
 
 TARGET_SHARE = 0.10
 BUDGETS = ("memory", "redis")
@@ -309,13 +309,8 @@ def main() -> None:
           "skews absolute figures and widens the spread; same-round ratios move much less)")
     data = {"duration_s": args.duration, "warmup_s": args.warmup, "rounds": args.rounds, "cpus": os.cpu_count(),
             "loadavg": load, "runs": runs, "redis": redis_state, **result}
-    path = OUT / "budget_overhead.json"
-    path.write_text(json.dumps(data, indent=2))
-    print(f"\nfigures written to {path}")
+    save_figures("budget_overhead", data)
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except KeyboardInterrupt:
-        sys.exit("interrupted: every subprocess was stopped")
+    run_main(main)

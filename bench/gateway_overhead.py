@@ -27,6 +27,8 @@ from _gateway import (
     count_traces,
     ensure_tools,
     keel_project,
+    run_main,
+    save_figures,
     measure,
     median_cells,
     start_bare,
@@ -150,13 +152,8 @@ def main() -> None:
     data = {"duration_s": args.duration, "warmup_s": args.warmup, "rounds": args.rounds, "cpus": os.cpu_count(), "loadavg": load,
             "results": {n: {str(c): v for c, v in cells.items()} for n, cells in results.items()},
             "runs": runs, "checks": checks, "traces": traces}
-    path = OUT / "gateway_overhead.json"
-    path.write_text(json.dumps(data, indent=2))
-    print(f"\nfigures written to {path}")
+    save_figures("gateway_overhead", data)
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except KeyboardInterrupt:
-        sys.exit("interrupted: every subprocess was stopped")
+    run_main(main)

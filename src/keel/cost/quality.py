@@ -61,8 +61,8 @@ def quality_rows(runs: list[dict[str, Any]]) -> list[QualityRow]:
 def _suite_rows(suite: str, pairs: list[tuple[dict[str, Any], dict[str, Any]]]) -> list[QualityRow]:
     cells = [cell for _, cell in pairs]
     front = pareto_front(cells)
-    passing = [(cost_per_thousand(c), c) for c in cells if c["ok"] and cost_per_thousand(c) is not None]
-    cheapest = min(passing, key=lambda pc: (pc[0], -pc[1]["pass_rate"]))[1] if passing else None
+    passing = [c for c in cells if c["ok"] and cost_per_thousand(c) is not None]
+    cheapest = min(passing, key=lambda c: (cost_per_thousand(c), -c["pass_rate"])) if passing else None
     rows = [
         QualityRow(
             suite=suite, prompt=cell["prompt"], model=cell["model"], run_id=run["id"],
