@@ -52,3 +52,9 @@ def test_core_modules_do_not_import_server_or_cli() -> None:
         for name in imports:
             parts = set(name.lstrip(".").split("."))
             assert not parts & {"server", "cli"}, (path, name)
+
+
+def test_import_keel_loads_the_client_only_when_asked_for() -> None:
+    code = "import sys, keel; a = 'keel.client' in sys.modules; keel.AsyncClient; print(a, 'keel.client' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout.split()
+    assert out == ["False", "True"]
