@@ -40,6 +40,7 @@ class AsyncClient:
         self._record = record
         self._budgets: Any = None
         self._cache: Any = None
+        self._cache_stage: Any = None
         self.pipeline = self._build_pipeline(record)
 
     # -- calls -------------------------------------------------------------------------------
@@ -84,6 +85,12 @@ class AsyncClient:
             output=_output_spec(output),
             cache=cache,
         )
+
+    async def prefetch(self, calls: list[Call]) -> None:
+        """Read the cached answers of prepared `calls` in one round trip, before they are sent
+        (each then finds its answer without a round trip of its own). A no-op without a cache."""
+        if self._cache_stage is not None:
+            await self._cache_stage.prefetch(calls)
 
     def prompt(self, name: str, label: str | None = None) -> "PromptHandle":
         """A prompt file called by name: `await client.prompt("summarize").run(text=...)`."""
@@ -184,7 +191,7 @@ class AsyncClient:
             # Above budgets (a hit reserves nothing), below structured output (the enforced request,
             # schema included, is the key, and hits are validated and parsed like fresh answers).
             self._cache = cache_backend(self.settings)
-            stage = CacheStage(stage, self._cache, self.settings.cache.ttl)
+            stage = self._cache_stage = CacheStage(stage, self._cache, self.settings.cache.ttl)
         stage = StructuredStage(stage, mode_for=mode_for(self.settings))
         if record:
             from .tracing.stage import RecordStage

@@ -34,6 +34,21 @@ def test_set_get_and_expiry(backend: CacheBackend) -> None:
     asyncio.run(scenario())
 
 
+def test_get_many_answers_what_is_there_in_one_go(backend: CacheBackend) -> None:
+    async def scenario() -> tuple[dict[str, bytes], dict[str, bytes], dict[str, bytes]]:
+        try:
+            await backend.set("a", b"\x00one", 60)
+            await backend.set("b", b"two", 60)
+            await backend.set("gone", b"old", 0.05)
+            await asyncio.sleep(0.1)
+            return (await backend.get_many(["a", "missing", "b", "gone"]), await backend.get_many([]),
+                    await backend.get_many(["missing"]))
+        finally:
+            await backend.aclose()
+
+    assert asyncio.run(scenario()) == ({"a": b"\x00one", "b": b"two"}, {}, {})
+
+
 def test_redis_entries_live_under_the_prefix_with_an_expiry() -> None:
     prefix = f"keel-test:{secrets.token_hex(6)}:"
     backend = RedisCacheBackend(REDIS_URL, prefix=prefix)
@@ -128,3 +143,14 @@ def test_the_front_serves_repeats_without_the_shared_backend(tmp_path: Path) -> 
         return first, copied, await other.get("k2")
 
     assert asyncio.run(scenario()) == (b"v", b"w", b"w")
+
+
+def test_get_many_keeps_what_it_read_in_the_front(tmp_path: Path) -> None:
+    async def scenario() -> tuple[dict[str, bytes], bytes | None, bytes | None]:
+        tiered = TieredCacheBackend(MemoryCacheBackend(), front_ttl=30)
+        await tiered.shared.set("k", b"v", 60)
+        found = await tiered.get_many(["k", "absent"])
+        await tiered.shared.aclose()  # the shared copy is gone: the front still has it
+        return found, await tiered.get("k"), await tiered.get("absent")
+
+    assert asyncio.run(scenario()) == ({"k": b"v"}, b"v", None)

@@ -7,7 +7,8 @@ import asyncio
 import pytest
 from upstreams import Fault, OpenAIUpstream
 
-from keel.cache import CacheBackend
+from keel.cache import CacheBackend, MemoryCacheBackend
+from keel.cache.backends import TieredCacheBackend
 from keel.errors import ServerError
 from keel.prompts.runtime import PromptRef
 from keel.settings import Settings
@@ -204,3 +205,23 @@ def test_a_stream_cut_short_is_not_stored(settings: Settings, backend: CacheBack
         assert (await cached.complete(temperature=0)).note == "miss" and up.count == 2
 
     run(settings, backend, scenario)
+
+
+def test_prefetched_entries_answer_without_the_shared_backend(settings: Settings, up: OpenAIUpstream) -> None:
+    """The eval runner reads a batch's entries ahead (one round trip); each call then hits the
+    front, so it is answered even if the shared backend is gone by then."""
+    shared = MemoryCacheBackend()
+
+    async def scenario(cached: Cached) -> None:
+        texts = [f"question {i}" for i in range(5)]
+        first = [await cached.complete(text, temperature=0) for text in texts]
+        assert [o.note for o in first] == ["miss"] * 5 and up.count == 5
+        cached.stage.backend.front = MemoryCacheBackend()  # a new process: nothing in its front
+        calls = [cached.prepare(text, None, None, {"temperature": 0}) for text in texts]
+        await cached.stage.prefetch(calls)
+        await shared.aclose()
+        answers = [await cached.stage.complete(call) for call in calls]
+        assert [call.notes["cache"] for call in calls] == ["hit"] * 5 and up.count == 5
+        assert [a.content for a in answers] == [o.text for o in first]
+
+    run(settings, TieredCacheBackend(shared), scenario)

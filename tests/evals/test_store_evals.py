@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -67,3 +68,26 @@ def test_listing_runs_newest_first(store: Store) -> None:
     assert [r["id"][-1] for r in store.list_eval_runs("a", limit=1)] == ["2"]
     assert store.get_eval_run("0000") is None  # ambiguous prefix
     assert store.get_eval_run("") is None
+
+
+def test_the_result_writer_saves_a_full_batch_without_waiting_for_its_interval(store: Store) -> None:
+    from keel.evals.runner import ResultWriter
+
+    run_id = "r1" + "0" * 30
+    store.create_eval_run(run_id, "suite", "h" * 64, {})
+
+    async def scenario() -> tuple[int, int]:
+        writer = ResultWriter(store, interval=60, batch=2)
+        writer.add(_result(repeat=0))
+        writer.add(_result(repeat=1))
+        for _ in range(500):  # a full batch goes at once, in a worker thread
+            if store.eval_results(run_id):
+                break
+            await asyncio.sleep(0.01)
+        writer.add(_result(repeat=2))  # not a full batch: it waits for the interval, or the drain
+        await asyncio.sleep(0.05)
+        early = len(store.eval_results(run_id))
+        await writer.drain()
+        return early, len(store.eval_results(run_id))
+
+    assert asyncio.run(scenario()) == (2, 3)

@@ -1,6 +1,7 @@
 """Where cached answers live, behind one small interface.
 
-    CacheBackend          get(key) -> bytes | None, set(key, value, ttl), aclose()   (all async)
+    CacheBackend          get(key) -> bytes | None, get_many(keys) -> {key: bytes}, set(key, value, ttl),
+                          aclose()   (all async)
     StoreCacheBackend     the `response_cache` table of the trace store (SQLite or PostgreSQL);
                           concurrent reads share one query, writes are batched off the call path
     RedisCacheBackend     Redis (redis.asyncio): one key per entry, under a prefix, expiring by itself
@@ -45,6 +46,9 @@ class CacheBackend(Protocol):
     async def get(self, key: str) -> bytes | None:
         """The value stored under `key`, or None (never stored, or expired)."""
 
+    async def get_many(self, keys: list[str]) -> dict[str, bytes]:
+        """The values stored under `keys`, by key, in one round trip (absent: none, or expired)."""
+
     async def set(self, key: str, value: bytes, ttl: float) -> None:
         """Store `value` under `key` for `ttl` seconds, replacing what was there."""
 
@@ -77,6 +81,18 @@ class StoreCacheBackend:
         if reads is None:
             reads = self._reads[loop] = Batcher(self._get_many)
         return await reads.submit(key)
+
+    async def get_many(self, keys: list[str]) -> dict[str, bytes]:
+        found = {}
+        for key in keys:
+            unwritten = self._writes.get(key)
+            if unwritten is not None and time.time() < unwritten[1]:
+                found[key] = unwritten[0]
+        asked = [key for key in keys if key not in found]
+        if asked:
+            found |= {key: value for key, value in zip(asked, await asyncio.to_thread(self._get_many, asked), strict=True)
+                      if value is not None}
+        return found
 
     async def set(self, key: str, value: bytes, ttl: float) -> None:
         self._writes.put(key, value, time.time() + ttl)
@@ -125,6 +141,12 @@ class RedisCacheBackend:
         value = await self._client().get(self.prefix + key)
         return None if value is None else bytes(value)
 
+    async def get_many(self, keys: list[str]) -> dict[str, bytes]:
+        if not keys:
+            return {}
+        values = await self._client().mget([self.prefix + key for key in keys])
+        return {key: bytes(value) for key, value in zip(keys, values, strict=True) if value is not None}
+
     async def set(self, key: str, value: bytes, ttl: float) -> None:
         await self._client().set(self.prefix + key, value, px=max(1, round(ttl * 1000)))
 
@@ -158,6 +180,14 @@ class MemoryCacheBackend:
         value, expires_at = self._entries.get(key, (None, 0.0))
         return value if time.monotonic() < expires_at else None
 
+    async def get_many(self, keys: list[str]) -> dict[str, bytes]:
+        now, found = time.monotonic(), {}
+        for key in keys:
+            value, expires_at = self._entries.get(key, (None, 0.0))
+            if value is not None and now < expires_at:
+                found[key] = value
+        return found
+
     async def set(self, key: str, value: bytes, ttl: float) -> None:
         self._entries.pop(key, None)
         self._entries[key] = (value, time.monotonic() + ttl)
@@ -188,6 +218,19 @@ class TieredCacheBackend:
             if value is not None:
                 await self.front.set(key, value, self.front_ttl)
         return value
+
+    async def get_many(self, keys: list[str]) -> dict[str, bytes]:
+        """From the front, and the rest from the shared backend in one round trip (then kept in
+        the front: a caller that reads many keys ahead of using them, the eval runner, finds them
+        there when it gets each one)."""
+        found = await self.front.get_many(keys)
+        missing = [key for key in keys if key not in found]
+        if missing:
+            fetched = await self.shared.get_many(missing)
+            for key, value in fetched.items():
+                await self.front.set(key, value, self.front_ttl)
+            found |= fetched
+        return found
 
     async def set(self, key: str, value: bytes, ttl: float) -> None:
         await self.shared.set(key, value, ttl)

@@ -82,15 +82,35 @@ class CacheStage(Stage):
         if key is not None and assembler.finished and _storable(call, asked, response):
             await self._store(key, response, (time.perf_counter() - started) * 1000)
 
+    async def prefetch(self, calls: list[Call]) -> None:
+        """Read the entries of `calls` in one round trip, ahead of their turn (the eval runner,
+        before it sends a batch): the backend keeps them at hand, so each call's own lookup costs
+        no round trip. Calls with structured output are left out (the stage above changes their
+        request, and so their key). Like every read, this never fails."""
+        if time.monotonic() < self._paused_until:
+            return
+        keys = [key for call in calls if call.output is None and (key := await self.key(call)) is not None]
+        if not keys:
+            return
+        try:
+            await self.backend.get_many(keys)
+        except Exception as exc:
+            self._pause("read", exc)
+
     async def key(self, call: Call) -> str | None:
         """The call's cache key, or None when the call does not use the cache."""
         if call.cache is False or (call.cache is None and not is_deterministic(call.request)):
             return None
-        target = call.target
+        target, request = call.target, call.request
+        known = call.notes.get("_cache_key")  # computed by `prefetch`, for this very request and target
+        if known is not None and known[0] is request and known[1] is target and known[2] == call.cache_salt:
+            return known[3]
         fingerprint = await self._fingerprint(target)
-        canonical = canonical_request(call.request, target.provider.name, target.model,
+        canonical = canonical_request(request, target.provider.name, target.model,
                                       prompt=call.prompt, fingerprint=fingerprint, salt=call.cache_salt)
-        return digest(canonical)
+        key = digest(canonical)
+        call.notes["_cache_key"] = (request, target, call.cache_salt, key)
+        return key
 
     async def _fingerprint(self, target: Target) -> str | None:
         ident = (target.provider.name, target.model)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from functools import cached_property
 from decimal import Decimal
 from typing import Any
 
@@ -67,6 +68,11 @@ class Assertion(BaseModel):
         """Raise ConfigError before any call when this assertion cannot run here (missing extra)."""
 
     def describe(self) -> str:
+        """How reports name this assertion: `contains(value='Echo:')`."""
+        return self.display_name
+
+    @cached_property  # the assertion is frozen, and is described once per answer scored
+    def display_name(self) -> str:
         params = self.model_dump(mode="json", by_alias=True, exclude={"type", "weight"}, exclude_defaults=True)
         shown = ", ".join(f"{k}={v!r}" for k, v in params.items())
         return f"{self.type}({shown[:80]})" if shown else self.type

@@ -2,7 +2,8 @@
 
 Calls go through the client's pipeline like any other (traced, tagged eval_run / suite / case).
 `concurrency` workers per provider answer its items, so at most that many of its calls are in
-flight. Scored answers are saved in batches (`ResultWriter`); a run that is cut short saves what
+flight; a feeder renders the items a batch ahead of them and reads the batch's cached answers in
+one round trip. Scored answers are saved in batches (`ResultWriter`); a run that is cut short saves what
 it scored, is left `interrupted`, and resuming it (by id, or automatically: the newest
 unfinished run of the same suite content) runs only the answers not saved yet.
 
@@ -25,7 +26,7 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections import defaultdict, deque
+from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -39,8 +40,14 @@ from .suite import Suite
 from .summary import summarize
 
 DEFAULT_CONCURRENCY = 4
-#: Scored answers are saved in batches at most this many seconds apart (and at the end).
+#: Calls prepared (rendered) per batch ahead of the workers; a batch's cached answers are read in
+#: one round trip (`AsyncClient.prefetch`), so a re-run costs a query per batch, not per answer.
+#: Batches start small and double, so the workers get their first items at once.
+FIRST_BATCH, PREPARE_AHEAD = 16, 256
+#: Scored answers are saved in batches at most this many seconds apart, or as soon as this many
+#: are waiting (so the save at the end, which the run waits for, is a small one), and at the end.
 SAVE_INTERVAL = 0.25
+SAVE_BATCH = 200
 
 
 @dataclass(frozen=True)
@@ -53,6 +60,16 @@ class Item:
     @property
     def key(self) -> tuple[str, str, str, int]:
         return (self.case.id, self.model, self.prompt, self.repeat)
+
+
+@dataclass
+class Prepared:
+    """An item ready to send: its call, or the error that preparing it raised."""
+
+    item: Item
+    tags: dict[str, Any]
+    call: Any = None
+    error: KeelError | None = None
 
 
 @dataclass
@@ -141,30 +158,55 @@ class EvalRunner:
         return run_id, False
 
     async def _answer_all(self, run_id: str, todo: list[Item], writer: "ResultWriter") -> None:
-        """`concurrency` workers per provider, each answering its provider's items one at a time."""
-        queues: dict[str, deque[Item]] = defaultdict(deque)
+        """Per provider, a feeder preparing its items ahead and `concurrency` workers, each
+        answering the prepared items one at a time."""
+        by_provider: dict[str, list[Item]] = defaultdict(list)
         for item in todo:
-            queues[self.client.resolve(item.model).provider.name].append(item)
+            by_provider[self.client.resolve(item.model).provider.name].append(item)
         async with asyncio.TaskGroup() as group:
-            for queue in queues.values():
-                for _ in range(min(self.concurrency, len(queue))):
+            for items in by_provider.values():
+                workers = min(self.concurrency, len(items))
+                queue: asyncio.Queue[Prepared | None] = asyncio.Queue(maxsize=PREPARE_AHEAD)
+                group.create_task(self._feed(run_id, items, queue, workers))
+                for _ in range(workers):
                     group.create_task(self._work(run_id, queue, writer))
 
-    async def _work(self, run_id: str, queue: deque[Item], writer: "ResultWriter") -> None:
-        while queue:
-            item = queue.popleft()
-            tags = {"eval_run": run_id, "suite": self.suite.name, "case": item.case.id}
-            row = await self._answer(run_id, item, tags)
+    async def _feed(self, run_id: str, items: list[Item], queue: "asyncio.Queue[Prepared | None]", workers: int) -> None:
+        """Prepare the items a batch at a time, read the batch's cached answers in one go, queue
+        them; then one stop mark per worker."""
+        start, size = 0, FIRST_BATCH
+        while start < len(items):
+            batch = [await self._prepared(run_id, item) for item in items[start:start + size]]
+            start, size = start + size, min(2 * size, PREPARE_AHEAD)
+            if self.cache:
+                await self.client.prefetch([p.call for p in batch if p.call is not None])
+            for prepared in batch:
+                await queue.put(prepared)
+        for _ in range(workers):
+            await queue.put(None)
+
+    async def _prepared(self, run_id: str, item: Item) -> Prepared:
+        tags = {"eval_run": run_id, "suite": self.suite.name, "case": item.case.id}
+        try:
+            return Prepared(item, tags, call=await self._prepare(item, tags))
+        except KeelError as exc:
+            return Prepared(item, tags, error=exc)
+
+    async def _work(self, run_id: str, queue: "asyncio.Queue[Prepared | None]", writer: "ResultWriter") -> None:
+        while (prepared := await queue.get()) is not None:
+            row = await self._answer(run_id, prepared)
             writer.add(row)
             if self.on_result is not None:
                 self.on_result(row)
 
-    async def _answer(self, run_id: str, item: Item, tags: dict[str, Any]) -> dict[str, Any]:
+    async def _answer(self, run_id: str, prepared: Prepared) -> dict[str, Any]:
+        item, tags, call = prepared.item, prepared.tags, prepared.call
         row: dict[str, Any] = {"run_id": run_id, "case_id": item.case.id, "model": item.model, "prompt": item.prompt,
                                "repeat": item.repeat, "created_at": time.time(), "cached": False}
         started = time.perf_counter()
         try:
-            call = await self._prepare(item, tags)
+            if prepared.error is not None:
+                raise prepared.error
             response = await self.client.pipeline.complete(call)
         except KeelError as exc:
             text = getattr(exc, "text", None)
@@ -222,16 +264,17 @@ class EvalRunner:
 
 class ResultWriter:
     """Saves scored answers in batches, in a worker thread, off the event loop: a batch is what
-    arrived within `interval` seconds (an interrupted run loses none: `drain` saves the rest at
-    once). `rows` keeps every answer given to it. A failed save fails the next `add` and `drain`
+    arrived within `interval` seconds, or `batch` answers when they come faster (an interrupted
+    run loses none: `drain` saves the rest at once). `rows` keeps every answer given to it. A failed save fails the next `add` and `drain`
     (the run stops, as it would have on that answer)."""
 
-    def __init__(self, store: Any, interval: float = SAVE_INTERVAL) -> None:
-        self.store, self.interval = store, interval
+    def __init__(self, store: Any, interval: float = SAVE_INTERVAL, batch: int = SAVE_BATCH) -> None:
+        self.store, self.interval, self.batch = store, interval, batch
         self.rows: list[dict[str, Any]] = []
         self._pending: list[dict[str, Any]] = []
         self._task: asyncio.Task[None] | None = None
         self._now = asyncio.Event()
+        self._draining = False
         self._error: BaseException | None = None
 
     def add(self, row: dict[str, Any]) -> None:
@@ -239,11 +282,14 @@ class ResultWriter:
             raise self._error
         self.rows.append(row)
         self._pending.append(row)
+        if len(self._pending) >= self.batch:
+            self._now.set()
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._write())
 
     async def drain(self) -> None:
         """Save every answer added so far, now."""
+        self._draining = True
         self._now.set()
         while self._task is not None and not self._task.done():
             await asyncio.shield(self._task)
@@ -255,6 +301,8 @@ class ResultWriter:
             while self._pending:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._now.wait(), self.interval)
+                if not self._draining:
+                    self._now.clear()  # a full batch went early: the next one waits again
                 batch, self._pending = self._pending, []
                 await asyncio.to_thread(self.store.save_eval_results, batch)
         except Exception as exc:

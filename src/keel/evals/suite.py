@@ -17,7 +17,7 @@ refused with a SuiteError naming the file, line and key.
 from __future__ import annotations
 
 import hashlib
-import json
+import orjson
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -102,9 +102,10 @@ class Suite:
     def content_hash(self, prompt_versions: dict[str, str]) -> str:
         """sha256 of the settings, the cases and the versions of the named prompts: a run resumes
         only a run of the same content."""
-        document = {"config": self.config.model_dump(mode="json"), "cases": [c.model_dump(mode="json") for c in self.cases],
-                    "prompts": dict(sorted(prompt_versions.items()))}
-        return hashlib.sha256(json.dumps(document, sort_keys=True, default=str).encode()).hexdigest()
+        document = {"config": self.config.model_dump(mode="json"), "cases": [dict(case) for case in self.cases],
+                    "prompts": prompt_versions}
+        options = orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS
+        return hashlib.sha256(orjson.dumps(document, option=options, default=str)).hexdigest()
 
     def check_ready(self) -> None:
         """Refuse, before any call, assertions that cannot run here (e.g. `similar` without its extra)."""

@@ -43,12 +43,11 @@ def render(spec: PromptSpec, compiled: CompiledPrompt, variables: Mapping[str, A
 
 def resolve_variables(spec: PromptSpec, compiled: CompiledPrompt, variables: Mapping[str, Any]) -> dict[str, Any]:
     """Defaults applied, unknown names refused, every value validated against its schema."""
-    declared = ", ".join(sorted(spec.input)) or "(none)"
-    unknown = sorted(set(variables) - set(spec.input))
+    unknown = sorted(name for name in variables if name not in spec.input)
     if unknown:
         names = ", ".join(repr(name) for name in unknown)
         raise PromptRenderError(
-            f"{spec.source_file}: prompt {spec.name!r} got unknown variable(s) {names}; declared variables: {declared}.",
+            f"{spec.source_file}: prompt {spec.name!r} got unknown variable(s) {names}; declared variables: {_declared(spec)}.",
             prompt=spec.name, file=spec.source_file, variables=unknown, declared=sorted(spec.input),
         )
     values = dict(variables)
@@ -58,16 +57,20 @@ def resolve_variables(spec: PromptSpec, compiled: CompiledPrompt, variables: Map
         elif "default" in schema:
             values[name] = copy.deepcopy(schema["default"])
         else:
-            raise _missing(spec, compiled, name, declared)
+            raise _missing(spec, compiled, name)
     return values
 
 
-def _missing(spec: PromptSpec, compiled: CompiledPrompt, name: str, declared: str) -> PromptRenderError:
+def _declared(spec: PromptSpec) -> str:
+    return ", ".join(sorted(spec.input)) or "(none)"
+
+
+def _missing(spec: PromptSpec, compiled: CompiledPrompt, name: str) -> PromptRenderError:
     file, line = compiled.usages.get(name) or (spec.source_file, spec.input_line(name))
     used = "used" if name in compiled.usages else "declared"
     where = f"{file}:{line}" if line else file
     return PromptRenderError(
-        f"{where}: missing variable {name!r} for prompt {spec.name!r} ({used} here); declared variables: {declared}.",
+        f"{where}: missing variable {name!r} for prompt {spec.name!r} ({used} here); declared variables: {_declared(spec)}.",
         prompt=spec.name, variable=name, file=file, line=line,
     )
 

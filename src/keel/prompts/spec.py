@@ -127,10 +127,14 @@ class PromptSpec(BaseModel):
 
     def _ready(self) -> CompiledPrompt:
         """The compiled templates (a spec built with `PromptSpec(...)` directly compiles on first use)."""
-        if self._compiled is None:
+        # Read from pydantic's private-attribute dict: `self._compiled` goes through
+        # BaseModel.__getattr__, a few µs on every render.
+        compiled = self.__pydantic_private__["_compiled"]
+        if compiled is None:
             self._finish_without_file({})
-        assert self._compiled is not None
-        return self._compiled
+            compiled = self._compiled
+        assert compiled is not None
+        return compiled
 
     # -- identity ------------------------------------------------------------------------------
 
