@@ -254,6 +254,21 @@ def test_torn_trailing_line_is_skipped_with_a_warning(
     assert not dead.exists()
 
 
+def test_a_dead_segment_ending_in_reserved_space_is_imported_whole(
+    recorders: Callable[..., Recorder], sqlite_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A process killed while writing leaves its segment at the size it reserved: records, maybe a
+    torn one, then zeros. The zeros are not records."""
+    whole = [trace() for _ in range(3)]
+    leave_dead_journal(tmp_path / "journal", b"".join(map(line, whole)) + line(trace())[:40] + b"\0" * 5000)
+
+    recorder = recorders(sqlite_url, tmp_path / "journal")
+    assert recorder.recover() == 1
+    assert recorder.flush(WAIT) is True
+    assert sorted(stored_ids(sqlite_url)) == sorted(t["id"] for t in whole)
+    assert "torn last line (40 bytes)" in caplog.text
+
+
 def test_the_first_record_recovers_dead_journals(
     recorders: Callable[..., Recorder], sqlite_url: str, tmp_path: Path
 ) -> None:

@@ -22,6 +22,8 @@ from pathlib import Path
 
 import orjson
 
+from .segment import Segment
+
 log = logging.getLogger("keel.tracing")
 
 LOCK_NAME = "lock"
@@ -76,10 +78,9 @@ class Journal:
         os.rename(building, self.path)
         self._segments = 0
 
-    def new_segment(self) -> tuple[Path, int]:
+    def new_segment(self) -> Segment:
         self._segments += 1
-        path = self.path / f"{self._segments:08d}.jsonl"
-        return path, os.open(path, _APPEND, 0o600)
+        return Segment(self.path / f"{self._segments:08d}.jsonl")
 
     def close(self, *, remove: bool) -> None:
         """Release the lock; with `remove`, delete the directory (it must hold only empty segments)."""
@@ -160,9 +161,10 @@ def claim_dead(root: Path, own: Path | None) -> list[DeadJournal]:
 
 
 def read_segment(path: Path) -> bytes:
-    """The complete JSON-object lines of a segment; a torn or corrupt line is skipped with a warning."""
+    """The complete JSON-object lines of a segment; a torn or corrupt line is skipped with a warning.
+    Zeros at the end (space reserved by a process that died before cutting the file) are not lines."""
     try:
-        data = path.read_bytes()
+        data = path.read_bytes().rstrip(b"\0")
     except FileNotFoundError:
         return b""  # imported and deleted by another claimer
     lines = data.split(b"\n")

@@ -1,8 +1,8 @@
-"""The recorder: traces leave the request path in one `os.write` and reach the store in batches.
+"""The recorder: traces leave the request path as one copy into the journal and reach the store in batches.
 
-`record()` serialises the trace, appends the line to this process's journal segment (an O_APPEND
-descriptor, no fsync: once the kernel has it, a SIGKILL cannot lose it) and hands it to the
-writer thread. The writer commits batches, deleting a segment once all its records are stored;
+`record()` serialises the trace, appends the line to this process's journal segment (a shared
+mapping of the file, see segment.py; no fsync: once the kernel has it, a SIGKILL cannot lose it)
+and hands it to the writer thread. The writer commits batches, deleting a segment once all its records are stored;
 what a dead process left behind is imported by the next recorder on the same journal directory.
 Nothing here raises into the caller: failures are logged, and records wait in the journal.
 """
@@ -21,6 +21,7 @@ from typing import Any
 import orjson
 
 from .journal import Batch, DeadJournal, Journal, claim_dead
+from .segment import Segment
 from .writer import BatchWriter
 
 log = logging.getLogger("keel.tracing")
@@ -58,8 +59,8 @@ class Recorder:
             with self._lock:
                 if self._writer is None:
                     self._start(recover=True)
-                if self._fd is not None:
-                    self._append(self._fd, line)
+                if self._file is not None:
+                    self._append(self._file, line)
                 self._pending += line
                 self._seq += 1
         except Exception:
@@ -99,8 +100,8 @@ class Recorder:
         writer.stop(timeout)
         with self._lock:
             done = done and not self._pending and writer.idle
-            if self._fd is not None:
-                os.close(self._fd)
+            if self._file is not None:
+                self._file.close()
             if self._journal is not None:
                 self._journal.close(remove=done)
             self._clear()
@@ -113,25 +114,21 @@ class Recorder:
     def __exit__(self, *_: object) -> None:
         self.close()
 
-    def _append(self, fd: int, line: bytes) -> None:
+    def _append(self, segment: Segment, line: bytes) -> None:
         try:
-            if os.write(fd, line) == len(line):
-                return
-            os.write(fd, b"\n")  # end the torn line, so that the next one stays readable
-            problem: object = "short write"
+            segment.append(line)
         except OSError as exc:
-            problem = exc
-        if self._on_disk:
-            log.error("cannot append to the trace journal %s (%s): records are kept in memory until "
-                      "written, and lost if the process dies first", self._segment, problem)
-        self._on_disk = False
+            if self._on_disk:
+                log.error("cannot append to the trace journal %s (%s): records are kept in memory until "
+                          "written, and lost if the process dies first", segment.path, exc)
+            self._on_disk = False
 
     def _start(self, *, recover: bool) -> None:
         """Create the journal and the writer thread. Called with the lock held."""
         if self._journal is None:
             try:
                 self._journal = Journal(self.journal_dir)
-                self._segment, self._fd = self._journal.new_segment()
+                self._file = self._journal.new_segment()
             except OSError as exc:
                 log.error("cannot create the trace journal under %s (%s): traces are kept in memory "
                           "until written, and lost if the process dies first", self.journal_dir, exc)
@@ -147,20 +144,20 @@ class Recorder:
         with self._lock:
             if not self._pending:
                 return None
-            batch = Batch(self._pending, self._segment, self._seq, self._on_disk)
+            batch = Batch(self._pending, self._file.path if self._file else None, self._seq, self._on_disk)
             self._pending = bytearray()
-            old_fd = None
+            old = None
             if self._journal is not None:
                 try:
-                    segment, fd = self._journal.new_segment()
+                    segment = self._journal.new_segment()
                 except OSError as exc:
                     # Keep appending to the current segment; a later batch deletes it.
                     log.warning("cannot start a new trace journal segment: %s", exc)
                     batch.path = None
                 else:
-                    old_fd, self._segment, self._fd, self._on_disk = self._fd, segment, fd, True
-        if old_fd is not None:
-            os.close(old_fd)
+                    old, self._file, self._on_disk = self._file, segment, True
+        if old is not None:
+            old.close()
         return batch
 
     def _claim_dead(self) -> list[DeadJournal]:
@@ -173,8 +170,7 @@ class Recorder:
 
     def _clear(self) -> None:
         self._journal: Journal | None = None
-        self._segment: Path | None = None
-        self._fd: int | None = None
+        self._file: Segment | None = None  # the segment being appended to
         self._on_disk = True  # every line of the current segment reached the file
         self._pending = bytearray()  # the lines since the last batch: cheaper than a list of them
         self._seq = 0
@@ -187,8 +183,8 @@ def _forget_parent(recorder_ref: weakref.ref[Recorder]) -> None:
     if recorder is None or recorder._writer is None:
         return
     recorder._lock = threading.Lock()  # it may have been held by a parent thread at fork time
-    if recorder._fd is not None:
-        os.close(recorder._fd)
+    if recorder._file is not None:
+        recorder._file.forget()
     if recorder._journal is not None:
         recorder._journal.forget()
     recorder._writer.forget()
