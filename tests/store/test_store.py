@@ -152,6 +152,30 @@ def test_concurrent_openers_of_a_fresh_database_all_succeed(store_url: str) -> N
     assert errors == []
 
 
+def test_stores_on_different_files_can_be_opened_at_once_from_threads(tmp_path: Path) -> None:
+    # Alembic's `context` and `op` are process globals: two migrations running at once in
+    # one process (two clients with different projects) used to trip over each other.
+    count = 8
+    barrier = threading.Barrier(count)
+    errors: list[BaseException] = []
+
+    def open_and_write(index: int) -> None:
+        try:
+            barrier.wait()
+            with open_store(f"sqlite:///{tmp_path / f'keel-{index}.db'}") as store:
+                store.insert_traces([make_trace()])
+                assert store.count_traces() == 1
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_and_write, args=(index,)) for index in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+
+
 def test_a_database_from_a_newer_keel_is_refused(engine: Engine, store_url: str) -> None:
     migrate.upgrade(engine)
     with engine.begin() as connection:

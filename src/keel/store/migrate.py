@@ -8,6 +8,7 @@ one query, and every `keel` command opens a store (importing Alembic alone takes
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
@@ -22,6 +23,10 @@ if TYPE_CHECKING:
 
 INI = Path(__file__).with_name("alembic.ini")
 _PG_LOCK_KEY = 0x6B65656C  # "keel": the advisory lock that serialises upgrades
+# Alembic's `context` and `op` proxies are process globals, so two of its commands running at
+# once in one process (stores on different databases, opened from two threads) use each
+# other's migration context: every call into `alembic.command` holds this lock.
+_ALEMBIC_LOCK = threading.Lock()
 
 
 class UnknownRevision(Exception):
@@ -49,7 +54,8 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
         from alembic.util import CommandError
 
         try:
-            command.upgrade(_config(connection), revision)
+            with _ALEMBIC_LOCK:
+                command.upgrade(_config(connection), revision)
         except CommandError as exc:
             raise UnknownRevision(str(exc)) from exc
 
@@ -58,7 +64,7 @@ def downgrade(engine: Engine, revision: str) -> None:
     """Migrate the database down to `revision` ("base" removes every table)."""
     from alembic import command
 
-    with _locked(engine) as connection:
+    with _locked(engine) as connection, _ALEMBIC_LOCK:
         command.downgrade(_config(connection), revision)
 
 
