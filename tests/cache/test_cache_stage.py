@@ -225,3 +225,36 @@ def test_prefetched_entries_answer_without_the_shared_backend(settings: Settings
         assert [a.content for a in answers] == [o.text for o in first]
 
     run(settings, TieredCacheBackend(shared), scenario)
+
+
+class CountingBackend(MemoryCacheBackend):
+    """A memory backend that counts single-key reads."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gets = 0
+
+    async def get(self, key: str) -> bytes | None:
+        self.gets += 1
+        return await super().get(key)
+
+
+def test_a_call_prefetched_as_missing_is_not_read_again(settings: Settings, up: OpenAIUpstream) -> None:
+    """The eval runner's first run: the batch's read found nothing, so each call goes straight to
+    the upstream (one read per batch, not one more per call), and its answer is stored as usual."""
+    backend = CountingBackend()
+
+    async def scenario(cached: Cached) -> None:
+        await cached.complete("question 0", temperature=0)
+        calls = [cached.prepare(f"question {i}", None, None, {"temperature": 0}) for i in range(3)]
+        await cached.stage.prefetch(calls)
+        reads = backend.gets
+        await asyncio.gather(*(cached.stage.complete(call) for call in calls))
+        assert [call.notes["cache"] for call in calls] == ["hit", "miss", "miss"]
+        assert backend.gets - reads == 1  # question 0's own read; the two missing ones were not read again
+        assert up.count == 3
+        again = [cached.prepare(f"question {i}", None, None, {"temperature": 0}) for i in range(3)]
+        await asyncio.gather(*(cached.stage.complete(call) for call in again))
+        assert [call.notes["cache"] for call in again] == ["hit"] * 3 and up.count == 3
+
+    run(settings, backend, scenario)

@@ -54,7 +54,7 @@ class CacheStage(Stage):
         key = await self.key(call)
         if key is None:
             return await self.inner.complete(call)
-        entry = await self._load(key)
+        entry = await self._load(call, key)
         _note(call, entry)
         if entry is not None:
             return entry[0]
@@ -66,7 +66,7 @@ class CacheStage(Stage):
 
     async def stream(self, call: Call) -> AsyncIterator[Chunk]:
         key = await self.key(call)
-        entry = None if key is None else await self._load(key)
+        entry = None if key is None else await self._load(call, key)
         if key is not None:
             _note(call, entry)
         if entry is not None:
@@ -85,17 +85,22 @@ class CacheStage(Stage):
     async def prefetch(self, calls: list[Call]) -> None:
         """Read the entries of `calls` in one round trip, ahead of their turn (the eval runner,
         before it sends a batch): the backend keeps them at hand, so each call's own lookup costs
-        no round trip. Calls with structured output are left out (the stage above changes their
-        request, and so their key). Like every read, this never fails."""
+        no round trip, and a call found missing is not looked up again. Calls with structured
+        output are left out (the stage above changes their request, and so their key). Like
+        every read, this never fails."""
         if time.monotonic() < self._paused_until:
             return
-        keys = [key for call in calls if call.output is None and (key := await self.key(call)) is not None]
-        if not keys:
+        keyed = [(call, key) for call in calls if call.output is None and (key := await self.key(call)) is not None]
+        if not keyed:
             return
         try:
-            await self.backend.get_many(keys)
+            found = await self.backend.get_many([key for _, key in keyed])
         except Exception as exc:
             self._pause("read", exc)
+            return
+        for call, key in keyed:
+            if key not in found:
+                call.notes["_cache_missed"] = key
 
     async def key(self, call: Call) -> str | None:
         """The call's cache key, or None when the call does not use the cache."""
@@ -122,9 +127,9 @@ class CacheStage(Stage):
                 self._fingerprints[ident] = None
         return self._fingerprints[ident]
 
-    async def _load(self, key: str) -> tuple[ChatResponse, float | None] | None:
+    async def _load(self, call: Call, key: str) -> tuple[ChatResponse, float | None] | None:
         """The stored answer and the latency (ms) of the call that produced it, if known."""
-        if time.monotonic() < self._paused_until:
+        if time.monotonic() < self._paused_until or call.notes.get("_cache_missed") == key:
             return None
         try:
             value = await self.backend.get(key)
