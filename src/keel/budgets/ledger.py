@@ -23,7 +23,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import ROUND_CEILING, Decimal
-from functools import lru_cache
+from functools import cached_property, lru_cache
+from typing import NamedTuple
 
 #: Ledger amounts are integers of this many currency units (10⁻⁹: a nano-dollar).
 UNIT = Decimal("1e-9")
@@ -64,10 +65,18 @@ class Bucket:
     #: Unix time after which the bucket's figures may be forgotten (None: kept forever).
     expires_at: float | None = None
 
+    @cached_property
+    def key(self) -> tuple[str, str, str]:
+        return self.budget, self.period, self.scope
 
-@dataclass(frozen=True)
-class Hold:
-    """A reservation of `amount` on `bucket`, identified by the call's hold id."""
+    @cached_property
+    def limit_units(self) -> int:
+        return to_units(self.limit)
+
+
+class Hold(NamedTuple):
+    """A reservation of `amount` on `bucket`, identified by the call's hold id. (A tuple: one is
+    made per bucket per call.)"""
 
     bucket: Bucket
     amount: Decimal
@@ -152,14 +161,15 @@ class MemoryLedger(Ledger):
 
     async def reserve(self, hold_id: str, holds: Sequence[Hold]) -> Refusal | None:
         with self._lock:
-            self._drop_expired()
+            if time.time() >= self._next_sweep:
+                self._drop_expired()
             for hold in holds:
-                figures = self._figures.get(_key(hold.bucket)) or _Figures()
+                figures = self._figures.get(hold.bucket.key) or _Figures()
                 needed = figures.spent + figures.reserved + to_units(hold.amount)
-                if hold.bucket.hard and needed > to_units(hold.bucket.limit):
+                if hold.bucket.hard and needed > hold.bucket.limit_units:
                     return Refusal(hold, from_units(figures.spent), from_units(figures.reserved))
             for hold in holds:
-                figures = self._bucket(hold.bucket)
+                figures = self._figures.get(hold.bucket.key) or self._bucket(hold.bucket)
                 units = to_units(hold.amount)
                 figures.reserved += units
                 figures.holds[hold_id] = units
@@ -169,10 +179,10 @@ class MemoryLedger(Ledger):
         crossings = []
         with self._lock:
             for hold, amount in zip(holds, actual, strict=True):
-                figures = self._bucket(hold.bucket)
+                figures = self._figures.get(hold.bucket.key) or self._bucket(hold.bucket)
                 figures.reserved -= figures.holds.pop(hold_id, 0)
                 figures.spent += to_units(amount)
-                if figures.spent > to_units(hold.bucket.limit) and not figures.alerted:
+                if figures.spent > hold.bucket.limit_units and not figures.alerted:
                     figures.alerted = True
                     crossings.append(Crossing(hold.bucket, from_units(figures.spent)))
         return crossings
@@ -186,19 +196,13 @@ class MemoryLedger(Ledger):
             ]
 
     def _bucket(self, bucket: Bucket) -> _Figures:
-        figures = self._figures.get(_key(bucket))
+        figures = self._figures.get(bucket.key)
         if figures is None:
-            figures = self._figures[_key(bucket)] = _Figures(expires_at=bucket.expires_at)
+            figures = self._figures[bucket.key] = _Figures(expires_at=bucket.expires_at)
         return figures
 
     def _drop_expired(self) -> None:
         now = time.time()
-        if now < self._next_sweep:
-            return
         self._next_sweep = now + 60
         for key in [k for k, f in self._figures.items() if f.expires_at is not None and f.expires_at < now and not f.holds]:
             del self._figures[key]
-
-
-def _key(bucket: Bucket) -> tuple[str, str, str]:
-    return bucket.budget, bucket.period, bucket.scope

@@ -133,7 +133,7 @@ class RedisLedger(Ledger):
         now = time.time()
         args: list[Any] = [repr(now), hold_id, repr(now + self.hold_ttl)]
         for hold in holds:
-            args += [to_units(hold.amount), to_units(hold.bucket.limit), int(hold.bucket.hard), _expire_at(hold.bucket)]
+            args += [to_units(hold.amount), hold.bucket.limit_units, int(hold.bucket.hard), _expire_at(hold.bucket)]
         # Once sent, the script runs even if our caller stops waiting: the holds it placed are then
         # released here, not left to lapse (the stage never learns of them, so never settles them).
         reply = await self._run(RESERVE, self._keys(holds), args, on_cancel=lambda done: self._release(done, hold_id, holds))
@@ -145,7 +145,7 @@ class RedisLedger(Ledger):
     async def settle(self, hold_id: str, holds: Sequence[Hold], actual: Sequence[Decimal]) -> list[Crossing]:
         args: list[Any] = [hold_id]
         for hold, amount in zip(holds, actual, strict=True):
-            args += [to_units(amount), to_units(hold.bucket.limit), _expire_at(hold.bucket)]
+            args += [to_units(amount), hold.bucket.limit_units, _expire_at(hold.bucket)]
         reply = await self._run(SETTLE, self._keys(holds), args)
         return [
             Crossing(hold.bucket, from_units(int(reply[2 * i])))
@@ -190,12 +190,12 @@ class RedisLedger(Ledger):
         keys: list[str] = []
         for hold in holds:
             b = hold.bucket
-            pair = self._keys_of.get((b.budget, b.period, b.scope))
+            pair = self._keys_of.get(b.key)
             if pair is None:
                 if len(self._keys_of) >= 4096:  # past periods, scopes with many values
                     self._keys_of.clear()
                 spend, held = (self._key(kind, b.budget, b.period, b.scope) for kind in ("spend", "holds"))
-                pair = self._keys_of[b.budget, b.period, b.scope] = (spend, held)
+                pair = self._keys_of[b.key] = (spend, held)
             keys += pair
         return keys
 

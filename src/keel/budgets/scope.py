@@ -83,10 +83,14 @@ class Periods:
 
     def __call__(self, period: str, now: float) -> tuple[str, float | None]:
         """`period_of(period, now)` for `now` in Unix time."""
+        return self.span(period, now)[0]
+
+    def span(self, period: str, now: float) -> tuple[tuple[str, float | None], float, float]:
+        """(label, forget after), and the Unix times the period that holds `now` starts and ends."""
         span = self._spans.get(period)
         if span is None or not span[1] <= now < span[2]:
             span = self._spans[period] = _span(period, datetime.fromtimestamp(now, UTC))
-        return span[0]
+        return span
 
 
 def _span(period: str, now: datetime) -> tuple[tuple[str, float | None], float, float]:

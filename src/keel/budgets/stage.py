@@ -30,6 +30,7 @@ import os
 import time
 from collections.abc import AsyncIterator, Sequence
 from decimal import Decimal
+from typing import Literal, overload
 
 from ..cost.pricing import PriceBook
 from ..errors import (
@@ -48,10 +49,14 @@ from ..settings import BudgetSettings
 from ..types import ChatResponse, Chunk, Usage
 from .alerts import Alerts
 from .ledger import MAX_UNITS, Bucket, Hold, Ledger, Refusal, plain, to_units
+from .plan import Plan, make_plan
 from .scope import Periods, Scope
 from .worst_case import Models, Priced, Rates, output_tokens, prompt_bound, prompt_tokens, worst_cost
 
 log = logging.getLogger("keel.budgets")
+
+#: Per budget (in keel.toml's order), the scope value a call counts under, or None.
+Labels = tuple[str | None, ...]
 
 #: Errors raised before anything reached an upstream: nothing was spent.
 UNSENT = (BudgetExceeded, ConfigError, PromptError, PolicyViolation, RequestError, CircuitOpen)
@@ -90,14 +95,22 @@ class BudgetStage(Stage):
         # Hold ids, unique across processes (the random part) and calls (the counter).
         self._hold_prefix = os.urandom(6).hex()
         self._hold_count = itertools.count()
+        #: Labels of a call no budget counts.
+        self._none: Labels = (None,) * len(self.budgets)
+        #: When every budget is global, the labels of every call.
+        self._global: Labels | None = None
+        if self.budgets and all(scope.kind == "global" for _, scope in self.budgets):
+            self._global = ("global",) * len(self.budgets)
+        #: (target, output limit, labels) → the reservation of such calls (plan.py).
+        self._plans: dict[tuple[object, ...], Plan] = {}
         self._unpriced: set[tuple[str, str]] = set()
         self._renewals: set[asyncio.Task[None]] = set()
 
     async def complete(self, call: Call) -> ChatResponse:
-        matched = self._matching(call)
-        if not matched:
+        labels = self._labels(call)
+        if labels is None:
             return await self.inner.complete(call)
-        claim = await self._reserve(call, matched)
+        claim = await self._reserve(call, labels)
         try:
             response = await self.inner.complete(call)
         except BaseException as exc:
@@ -107,10 +120,10 @@ class BudgetStage(Stage):
         return response
 
     def stream(self, call: Call) -> AsyncIterator[Chunk]:
-        matched = self._matching(call)
-        if not matched:
+        labels = self._labels(call)
+        if labels is None:
             return self.inner.stream(call)
-        return self._stream(call, matched)
+        return self._stream(call, labels)
 
     async def aclose(self) -> None:
         await self.alerts.drain()
@@ -118,8 +131,8 @@ class BudgetStage(Stage):
 
     # -- the steps -----------------------------------------------------------------------------
 
-    async def _stream(self, call: Call, matched: list[tuple[BudgetSettings, str]]) -> AsyncIterator[Chunk]:
-        claim = await self._reserve(call, matched)
+    async def _stream(self, call: Call, labels: Labels) -> AsyncIterator[Chunk]:
+        claim = await self._reserve(call, labels)
         stream = self.inner.stream(call)
         usage: Usage | None = None
         delivered = False
@@ -144,28 +157,47 @@ class BudgetStage(Stage):
                     actual = None
                 await claim.settle(actual)
 
-    def _matching(self, call: Call) -> list[tuple[BudgetSettings, str]]:
-        matched = []
-        for budget, scope in self.budgets:
-            label = scope.bucket(call)
-            if label is not None:
-                matched.append((budget, label))
-        return matched
+    def _labels(self, call: Call) -> Labels | None:
+        """Each budget's scope value for this call (None where it does not count); None if no budget counts it."""
+        if self._global is not None:
+            return self._global
+        labels = tuple([scope.bucket(call) for _, scope in self.budgets])
+        return None if labels == self._none else labels
 
-    async def _reserve(self, call: Call, matched: list[tuple[BudgetSettings, str]]) -> "_Claim":
+    def _matched(self, labels: Labels) -> list[tuple[BudgetSettings, str]]:
+        return [(budget, label) for (budget, _), label in zip(self.budgets, labels, strict=True) if label is not None]
+
+    def _plan(self, call: Call, labels: Labels, at: float) -> Plan:
+        """The reservation of calls like this one (same target, scope values and output limit)."""
+        request, target = call.request, call.target
+        key = (target.alias, target.provider.name, target.model, target.pricing_id, request.token_limit,
+               (request.model_extra or {}).get("n"), labels)
+        plan = self._plans.get(key)
+        if plan is None or at >= plan.until:
+            if len(self._plans) >= 4096:  # scopes with many values (keys, tenants)
+                self._plans.clear()
+            bucket = lambda budget, label, when: self._bucket(budget, label, when, with_end=True)  # noqa: E731
+            plan = self._plans[key] = make_plan(request, self._matched(labels), self.models(target), self.rates, bucket, at)
+        return plan
+
+    async def _reserve(self, call: Call, labels: Labels) -> "_Claim":
         at = time.time()
-        models = self.models(call.target)
+        plan = self._plan(call, labels, at)
         bound = prompt_bound(call.request)
-        holds = self._holds(call, matched, models, bound, at)
+        if plan.entries is not None:
+            holds = plan.holds(bound)
+        else:
+            holds = self._holds(call, self._matched(labels), self.models(call.target), bound, at)
         hold_id = f"{self._hold_prefix}{next(self._hold_count):x}"
         try:
             refusal = await self.ledger.reserve(hold_id, holds)
+            models = self.models(call.target) if refusal is not None else []
             if refusal is not None and any(model.exact_tokenizer for model in models):
                 # The byte bound does not fit: count the prompt with the tokenizer, and ask again
                 # for that worst case (the refused reserve placed nothing; this one is as atomic).
                 exact = {model: prompt_tokens(call.request, model) for model in models}
                 if any(exact[model] < bound for model in models):
-                    holds = self._holds(call, matched, models, exact, at)
+                    holds = self._holds(call, self._matched(labels), models, exact, at)
                     refusal = await self.ledger.reserve(hold_id, holds)
         except StoreError as exc:
             if any(hold.bucket.hard for hold in holds):
@@ -195,15 +227,21 @@ class BudgetStage(Stage):
             holds.append(Hold(self._bucket(budget, label, at), worst))
         return holds
 
-    def _bucket(self, budget: BudgetSettings, label: str, at: float) -> Bucket:
-        period, expires_at = self._periods(budget.period, at)
+    @overload
+    def _bucket(self, budget: BudgetSettings, label: str, at: float) -> Bucket: ...
+    @overload
+    def _bucket(self, budget: BudgetSettings, label: str, at: float, *, with_end: Literal[True]) -> tuple[Bucket, float]: ...
+
+    def _bucket(self, budget: BudgetSettings, label: str, at: float, *, with_end: bool = False) -> Bucket | tuple[Bucket, float]:
+        """The bucket of `budget` for scope value `label` at `at`; `with_end`: and when its period ends."""
+        (period, expires_at), _, ends = self._periods.span(budget.period, at)
         key = (budget.name, label, period)
         bucket = self._buckets.get(key)
         if bucket is None:
             if len(self._buckets) >= 4096:  # past periods, and scopes with many values (keys, tenants)
                 self._buckets.clear()
             bucket = self._buckets[key] = Bucket(budget.name, label, period, budget.limit, budget.hard, expires_at)
-        return bucket
+        return (bucket, ends) if with_end else bucket
 
     def _cost(self, call: Call, usage: Usage, at: float) -> Decimal | None:
         """What the call cost, priced for whoever answered (None: unknown, keep the worst case)."""

@@ -92,19 +92,20 @@ def prompt_bound(request: ChatRequest) -> int:
     for message in request.messages:
         content = message.content
         if isinstance(content, str):
-            total += _utf8(content)
+            # UTF-8 bytes; for ASCII (most prompts), the length: no encoding needed
+            total += len(content) if content.isascii() else len(content.encode())
         elif content:
             for part in content:
                 if part.get("type") == "text":
                     total += _utf8(part.get("text", ""))
                 else:
                     total += NON_TEXT_TOKENS
-        total += _utf8(message.role)
+        total += len(message.role)  # ASCII: a Literal
         if message.name:
             total += _utf8(message.name)
-        if message.model_extra:
-            total += len(orjson.dumps(message.model_extra))
-    extras = _extras(request)
+        if message.__pydantic_extra__:
+            total += len(orjson.dumps(message.__pydantic_extra__))
+    extras = _extras(request) if request.__pydantic_extra__ or request.response_format is not None else None
     if extras:
         total += len(orjson.dumps(extras))
         if any(field in extras for field in TOOL_FIELDS):
@@ -168,6 +169,10 @@ class Rates:
             usage = Usage(prompt_tokens=prompt, completion_tokens=output)
             return self.prices.cost(model.provider, model.pricing_id, model.model, usage, datetime.fromtimestamp(at, UTC)).amount
         return prompt * rate.input + output * rate.output
+
+    def flat(self, model: Priced, at: float) -> Rate | None:
+        """`model`'s flat per-token rate at Unix time `at` (None: tiered or unknown)."""
+        return self._rate(model.provider, model.pricing_id, model.model, at)
 
     def _rate(self, provider: str, pricing_id: str | None, model: str, at: float) -> Rate | None:
         key = (provider, pricing_id, model, int(at // 86400))
