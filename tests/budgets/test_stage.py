@@ -242,6 +242,29 @@ def test_scopes_pick_the_bucket_and_calls_outside_a_scope_do_not_count(project: 
     }
 
 
+def test_reservations_worked_out_once_move_to_the_next_period_when_it_starts(project: Path) -> None:
+    """Calls alike share one reservation plan (buckets, rates); a plan made a second before
+    midnight (UTC) is not used after it: the next call holds on the new day's bucket, and on the
+    new month's at a month's end."""
+    budgets = '[[budgets]]\nname = "d"\nlimit = "1"\nperiod = "day"\n\n[[budgets]]\nname = "m"\nlimit = "1"\nperiod = "month"\n'
+    settings = settings_for(project, budgets)
+    last_second = datetime(2026, 11, 30, 23, 59, 59, tzinfo=UTC).timestamp()
+
+    async def scenario(h: Harness) -> list[list[tuple[str, str, D]]]:
+        periods = []
+        for at in (last_second, last_second + 0.5, last_second + 1, last_second + 2):
+            call = h.call()
+            labels = h.stage._labels(call)
+            assert labels is not None
+            holds = h.stage._plan(call, labels, at).holds(BOUND)
+            periods.append([(hold.bucket.budget, hold.bucket.period, hold.amount) for hold in holds])
+        return periods
+
+    before, same, after, later = run(settings, scenario)
+    assert before == same == [("d", "2026-11-30", WORST), ("m", "2026-11", WORST)]
+    assert after == later == [("d", "2026-12-01", WORST), ("m", "2026-12", WORST)]
+
+
 def test_a_refusing_budget_refuses_the_call_for_every_budget(project: Path) -> None:
     settings = settings_for(project, '[[budgets]]\nname = "roomy"\nlimit = "1"\n\n'
                                      '[[budgets]]\nname = "tenant"\nlimit = "0.0001"\nscope = "tenant"\n')
