@@ -169,7 +169,7 @@ class MemoryLedger(Ledger):
                 if hold.bucket.hard and needed > hold.bucket.limit_units:
                     return Refusal(hold, from_units(figures.spent), from_units(figures.reserved))
             for hold in holds:
-                figures = self._figures.get(hold.bucket.key) or self._bucket(hold.bucket)
+                figures = self._bucket(hold.bucket)
                 units = to_units(hold.amount)
                 figures.reserved += units
                 figures.holds[hold_id] = units
@@ -179,7 +179,7 @@ class MemoryLedger(Ledger):
         crossings = []
         with self._lock:
             for hold, amount in zip(holds, actual, strict=True):
-                figures = self._figures.get(hold.bucket.key) or self._bucket(hold.bucket)
+                figures = self._bucket(hold.bucket)
                 figures.reserved -= figures.holds.pop(hold_id, 0)
                 figures.spent += to_units(amount)
                 if figures.spent > hold.bucket.limit_units and not figures.alerted:

@@ -37,12 +37,7 @@ class Plan:
         assert self.entries is not None
         out = []
         for bucket, models in self.entries:
-            if len(models) == 1:
-                rate, fixed = models[0]
-                worst = prompt * rate + fixed
-            else:
-                worst = max(prompt * rate + fixed for rate, fixed in models)
-            out.append(Hold(bucket, max(worst, Decimal(0))))
+            out.append(Hold(bucket, max(Decimal(0), *(prompt * rate + fixed for rate, fixed in models))))
         return out
 
 
@@ -57,13 +52,13 @@ def make_plan(
     """The plan for calls like this one at Unix time `at`; `bucket(budget, label, at)` gives the
     bucket and the end of its period."""
     until = (math.floor(at / 86400) + 1) * 86400.0
-    flat = [rates.flat(model, at) for model in models]
-    if any(rate is None for rate in flat):
+    flat = [rate for model in models if (rate := rates.flat(model, at)) is not None]
+    if len(flat) < len(models):
         return Plan(None, until)
     entries = []
     for budget, label in matched:
         found, ends = bucket(budget, label, at)
         until = min(until, ends)
         output = output_tokens(request, budget.reserve_max_tokens)
-        entries.append((found, tuple((rate.input, output * rate.output) for rate in flat if rate is not None)))
+        entries.append((found, tuple((rate.input, output * rate.output) for rate in flat)))
     return Plan(tuple(entries), until)

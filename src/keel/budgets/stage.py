@@ -30,7 +30,6 @@ import os
 import time
 from collections.abc import AsyncIterator, Sequence
 from decimal import Decimal
-from typing import Literal, overload
 
 from ..cost.pricing import PriceBook
 from ..errors import (
@@ -176,8 +175,8 @@ class BudgetStage(Stage):
         if plan is None or at >= plan.until:
             if len(self._plans) >= 4096:  # scopes with many values (keys, tenants)
                 self._plans.clear()
-            bucket = lambda budget, label, when: self._bucket(budget, label, when, with_end=True)  # noqa: E731
-            plan = self._plans[key] = make_plan(request, self._matched(labels), self.models(target), self.rates, bucket, at)
+            plan = self._plans[key] = make_plan(request, self._matched(labels), self.models(target), self.rates,
+                                                self._bucket_and_end, at)
         return plan
 
     async def _reserve(self, call: Call, labels: Labels) -> "_Claim":
@@ -191,14 +190,8 @@ class BudgetStage(Stage):
         hold_id = f"{self._hold_prefix}{next(self._hold_count):x}"
         try:
             refusal = await self.ledger.reserve(hold_id, holds)
-            models = self.models(call.target) if refusal is not None else []
-            if refusal is not None and any(model.exact_tokenizer for model in models):
-                # The byte bound does not fit: count the prompt with the tokenizer, and ask again
-                # for that worst case (the refused reserve placed nothing; this one is as atomic).
-                exact = {model: prompt_tokens(call.request, model) for model in models}
-                if any(exact[model] < bound for model in models):
-                    holds = self._holds(call, self._matched(labels), models, exact, at)
-                    refusal = await self.ledger.reserve(hold_id, holds)
+            if refusal is not None:
+                holds, refusal = await self._recount(call, labels, hold_id, holds, refusal, bound, at)
         except StoreError as exc:
             if any(hold.bucket.hard for hold in holds):
                 raise
@@ -208,6 +201,20 @@ class BudgetStage(Stage):
             raise _exceeded(refusal)
         call.notes["budgets"] = [{"budget": h.bucket.budget, "scope": h.bucket.scope, "reserved": plain(h.amount)} for h in holds]
         return _Claim(self, hold_id, holds, at)
+
+    async def _recount(self, call: Call, labels: Labels, hold_id: str, holds: list[Hold], refusal: Refusal,
+                       bound: int, at: float) -> tuple[list[Hold], Refusal | None]:
+        """The byte bound did not fit: where a candidate's tokenizer is known, count the prompt with
+        it and ask again for that worst case (the refused reserve placed nothing; this one is as
+        atomic). Returns the holds asked for last and their refusal, if any."""
+        models = self.models(call.target)
+        if not any(model.exact_tokenizer for model in models):
+            return holds, refusal
+        exact = {model: prompt_tokens(call.request, model) for model in models}
+        if not any(exact[model] < bound for model in models):
+            return holds, refusal
+        holds = self._holds(call, self._matched(labels), models, exact, at)
+        return holds, await self.ledger.reserve(hold_id, holds)
 
     def _holds(self, call: Call, matched: list[tuple[BudgetSettings, str]], models: list[Priced],
                prompt: int | dict[Priced, int], at: float) -> list[Hold]:
@@ -227,13 +234,11 @@ class BudgetStage(Stage):
             holds.append(Hold(self._bucket(budget, label, at), worst))
         return holds
 
-    @overload
-    def _bucket(self, budget: BudgetSettings, label: str, at: float) -> Bucket: ...
-    @overload
-    def _bucket(self, budget: BudgetSettings, label: str, at: float, *, with_end: Literal[True]) -> tuple[Bucket, float]: ...
+    def _bucket(self, budget: BudgetSettings, label: str, at: float) -> Bucket:
+        return self._bucket_and_end(budget, label, at)[0]
 
-    def _bucket(self, budget: BudgetSettings, label: str, at: float, *, with_end: bool = False) -> Bucket | tuple[Bucket, float]:
-        """The bucket of `budget` for scope value `label` at `at`; `with_end`: and when its period ends."""
+    def _bucket_and_end(self, budget: BudgetSettings, label: str, at: float) -> tuple[Bucket, float]:
+        """The bucket of `budget` for scope value `label` at `at`, and when its period ends."""
         (period, expires_at), _, ends = self._periods.span(budget.period, at)
         key = (budget.name, label, period)
         bucket = self._buckets.get(key)
@@ -241,7 +246,7 @@ class BudgetStage(Stage):
             if len(self._buckets) >= 4096:  # past periods, and scopes with many values (keys, tenants)
                 self._buckets.clear()
             bucket = self._buckets[key] = Bucket(budget.name, label, period, budget.limit, budget.hard, expires_at)
-        return (bucket, ends) if with_end else bucket
+        return bucket, ends
 
     def _cost(self, call: Call, usage: Usage, at: float) -> Decimal | None:
         """What the call cost, priced for whoever answered (None: unknown, keep the worst case)."""

@@ -92,20 +92,19 @@ def prompt_bound(request: ChatRequest) -> int:
     for message in request.messages:
         content = message.content
         if isinstance(content, str):
-            # UTF-8 bytes; for ASCII (most prompts), the length: no encoding needed
-            total += len(content) if content.isascii() else len(content.encode())
+            total += _utf8(content)
         elif content:
             for part in content:
                 if part.get("type") == "text":
                     total += _utf8(part.get("text", ""))
                 else:
                     total += NON_TEXT_TOKENS
-        total += len(message.role)  # ASCII: a Literal
+        total += _utf8(message.role)
         if message.name:
             total += _utf8(message.name)
-        if message.__pydantic_extra__:
-            total += len(orjson.dumps(message.__pydantic_extra__))
-    extras = _extras(request) if request.__pydantic_extra__ or request.response_format is not None else None
+        if message.model_extra:
+            total += len(orjson.dumps(message.model_extra))
+    extras = _extras(request)
     if extras:
         total += len(orjson.dumps(extras))
         if any(field in extras for field in TOOL_FIELDS):
