@@ -10,7 +10,8 @@ assertions) is run the way `keel eval run` runs it: EvalRunner, an AsyncClient, 
 
 Per round, in a fresh project, each run with a fresh client (as a new `keel eval run` would be):
   cold      the first run: every answer from the upstream (and stored in the response cache)
-  rerun     the unchanged suite again, a new run: every answer from the cache, none from the upstream
+  rerun     the unchanged suite again, a new run: every answer carried over from the cold run
+            (keel.evals.reuse), none asked of the upstream or scored again
   no-cache  the unchanged suite with `--no-cache` (EvalRunner(cache=False)): every answer asked again
 
 The ideal time of a cold run is cases × latency / concurrency. Printed: the cold run's ratio to

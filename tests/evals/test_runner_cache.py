@@ -6,7 +6,9 @@ a changed case or prompt asks only what changed; --no-cache asks everything agai
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -71,13 +73,60 @@ def test_a_rerun_of_an_unchanged_suite_asks_nothing_and_scores_the_same(project:
     second = run_suite(path)
     assert up.count == CALLS
     assert second.run_id != first.run_id and not second.resumed and second.ran == second.cached == CALLS
+    assert second.reused_from == first.run_id
     assert answers(second) == answers(first) and figures(second) == figures(first)
     assert [cell["cached"] for cell in second.summary["cells"]] == [CALLS // 2] * 2
     assert {r["cached"] for r in results(first.run_id)} == {False}
     assert {r["cached"] for r in results(second.run_id)} == {True}
+    # Each carried-over answer links the trace of the call that produced it; no call, no new trace.
+    assert {r["trace_id"] for r in results(second.run_id)} == {r["trace_id"] for r in results(first.run_id)}
+    assert not [t for t in traces() if t["tags"]["eval_run"] == second.run_id]
+
+
+def test_answers_not_carried_over_come_from_the_response_cache_with_a_trace_each(project: Path,
+                                                                                up: OpenAIUpstream) -> None:
+    path = write_suite(project, SUITE)
+    run_suite(path)
+    (project / "keel.toml").write_text((project / "keel.toml").read_text() + "[routing]\nretries = 1\n")
+    second = run_suite(path)  # the settings changed: no carry-over, yet the same calls
+    assert up.count == CALLS and second.cached == CALLS and second.reused_from is None
     hits = [t for t in traces() if t["tags"]["eval_run"] == second.run_id]
     assert len(hits) == CALLS and {t["id"] for t in hits} == {r["trace_id"] for r in results(second.run_id)}
     assert {(t["notes"]["cache"], t["cost"], t["cost_source"]) for t in hits} == {("hit", "0", "cache hit")}
+
+
+@pytest.mark.parametrize("change", ["price", "check", "model"])
+def test_a_change_outside_the_suite_scores_again(project: Path, up: OpenAIUpstream, change: str) -> None:
+    (project / "checks.py").write_text("def short(output, case):\n    return len(output) < 100\n")
+    path = write_suite(project, SUITE.replace("{type: equals}", "{type: equals}\n  - {type: python, function: checks:short}"))
+    first = run_suite(path)
+    config = project / "keel.toml"
+    if change == "price":
+        config.write_text(config.read_text().replace("output_per_mtok = 2", "output_per_mtok = 4"))
+    elif change == "check":
+        (project / "checks.py").write_text("def short(output, case):\n    return len(output) < 5\n")
+    else:
+        config.write_text(config.read_text().replace('model = "up-model"', 'model = "up-model-2"'))
+    second = run_suite(path)
+    assert second.reused_from is None
+    if change == "price":  # the same answers from the cache, costed at today's price
+        assert up.count == CALLS
+        for row in results(second.run_id):
+            assert Decimal(row["cost"]) == (row["prompt_tokens"] * 1 + row["completion_tokens"] * 4) / Decimal(10**6)
+    elif change == "check":
+        assert up.count == CALLS and second.summary["cells"][0]["passed"] == 0
+    else:
+        assert up.count == 2 * CALLS
+
+
+def test_no_carry_over_from_a_run_older_than_the_cache_ttl(project: Path, up: OpenAIUpstream) -> None:
+    (project / "keel.toml").write_text((project / "keel.toml").read_text() + "[cache]\nttl = 2\n")
+    path = write_suite(project, SUITE)
+    first = run_suite(path)
+    assert run_suite(path).reused_from == first.run_id
+    time.sleep(2.1)  # the run and its cached answers are out of date now
+    late = run_suite(path)
+    assert late.reused_from is None and up.count == 2 * CALLS
 
 
 def test_repeats_within_a_run_each_ask_the_upstream(project: Path, up: OpenAIUpstream) -> None:
@@ -119,7 +168,7 @@ def test_the_cli_says_what_came_from_the_cache_and_no_cache_asks_again(project: 
             raise SystemExit(0)
         assert caught.value.code == 0
     out = capsys.readouterr().out
-    assert out.count(f"{CALLS} of {CALLS} answers came from the response cache") == 1
+    assert out.count(f"{CALLS} of {CALLS} answers carried over from run") == 1
     assert up.count == 2 * CALLS
 
 

@@ -61,6 +61,24 @@ def test_results_saved_in_one_batch_keep_those_already_saved(store: Store) -> No
         (0, "héllo", False, "0.000012345"), (1, "héllo", True, "0.000012345"), (2, "héllo", False, None)]
 
 
+def test_a_finished_runs_answers_that_did_not_fail_are_copied_into_a_new_run(store: Store) -> None:
+    source, target = "r1" + "0" * 30, "r2" + "0" * 30
+    store.create_eval_run(source, "suite", "h" * 64, {})
+    store.save_eval_results([_result(), _result(repeat=1, error="ProviderTimeout: slow", passed=False)])
+    assert store.reusable_eval_run("suite", "h" * 64, since=0) is None  # still running
+    store.finish_eval_run(source, "finished", {"passed": True, "cells": []})
+    run = store.get_eval_run(source)
+    assert run is not None
+    assert store.reusable_eval_run("suite", "h" * 64, since=0)["id"] == source  # type: ignore[index]
+    assert store.reusable_eval_run("suite", "other", since=0) is None
+    assert store.reusable_eval_run("suite", "h" * 64, since=run["finished_at"]) is None  # too old
+    store.create_eval_run(target, "suite", "h" * 64, {})
+    assert store.copy_eval_results(source, target) == 1
+    [copied] = store.eval_results(target)
+    assert copied == _result(run_id=target, cost="0.000012345", cached=True, created_at=copied["created_at"])
+    assert copied["created_at"] > 1700000000.25 and len(store.eval_results(source)) == 2
+
+
 def test_listing_runs_newest_first(store: Store) -> None:
     for index, suite in enumerate(["a", "b", "a"]):
         store.create_eval_run(f"{index:032d}", suite, "h", {})

@@ -33,8 +33,8 @@ def run(
     """Run a suite; exit 1 when its thresholds fail (or, with --baseline, on a regression).
 
     Answers come from the response cache when an earlier run made the same call (same request,
-    same repeat number): a re-run of an unchanged suite asks no model, and scores the stored
-    answers again. --no-cache asks every model again."""
+    same repeat number). A re-run of an unchanged suite (same prompts, models and checks) carries
+    over the last run's answers: nothing is asked or scored again. --no-cache asks every model again."""
     run_id, passed = asyncio.run(_run(suite, resume, concurrency, not fresh, not no_cache))
     store, run_row, results = _load(run_id)
     try:
@@ -136,7 +136,10 @@ async def _run(path: Path, resume: str | None, concurrency: int | None, auto: bo
             result = await runner.run(resume, auto_resume=auto)
         if result.resumed:
             console.print(f"resumed run {result.run_id[:12]}: {result.skipped} answers kept, {result.ran} run now", highlight=False)
-        if result.cached:
+        if result.reused_from is not None:
+            console.print(f"{result.cached} of {result.ran} answers carried over from run {result.reused_from[:12]} (same suite, "
+                          "prompts, models and checks: nothing asked or scored again; --no-cache asks again)", highlight=False)
+        elif result.cached:
             console.print(f"{result.cached} of {result.ran} answers came from the response cache (no model was asked; "
                           "tokens, cost and latency are those of the original calls; --no-cache asks again)", highlight=False)
         return result.run_id, result.passed

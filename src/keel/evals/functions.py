@@ -51,11 +51,17 @@ class PythonCheck(Assertion):
         return function
 
 
+#: When each module read from beside a suite was loaded: (mtime, size) of its file.
+_LOADED: dict[str, tuple[int, int]] = {}
+
+
 def _import(module_name: str, base_dir: Path | None) -> Any:
     beside = base_dir / (module_name.replace(".", "/") + ".py") if base_dir else None
     if beside is not None and beside.is_file():
         key = f"keel_eval_checks.{beside.resolve()}"
-        if key not in sys.modules:
+        stat = beside.stat()
+        if key not in sys.modules or _LOADED.get(key) != (stat.st_mtime_ns, stat.st_size):  # edited: load anew
+            _LOADED[key] = (stat.st_mtime_ns, stat.st_size)
             spec = importlib.util.spec_from_file_location(key, beside)
             assert spec is not None and spec.loader is not None
             module = importlib.util.module_from_spec(spec)

@@ -7,7 +7,9 @@ one round trip. Scored answers are saved in batches (`ResultWriter`); a run that
 it scored, is left `interrupted`, and resuming it (by id, or automatically: the newest
 unfinished run of the same suite content) runs only the answers not saved yet.
 
-Answers are cached (unless `cache=False`, `keel eval run --no-cache`): each call uses the
+A re-run of an unchanged suite (same content, prompts, models, checks: keel.evals.reuse) starts
+with the answers of the last such run, neither asked nor scored again; only the answers that failed
+there are asked. Otherwise, answers are cached (unless `cache=False`, `keel eval run --no-cache`): each call uses the
 response cache whatever its temperature, salted with its repeat number. Repeats within a run are
 so many independent answers (different keys), while repeat i of a call is the same entry in every
 run: a re-run of an unchanged suite, a new run, asks no model, and a changed case or prompt asks
@@ -36,6 +38,7 @@ from ..types import Cost
 from ._base import Environment, Observation
 from .assertions import score
 from .dataset import Case
+from .reuse import run_key
 from .suite import Suite
 from .summary import summarize
 
@@ -79,8 +82,10 @@ class RunResult:
     resumed: bool
     skipped: int
     ran: int
-    #: Answers of `ran` that came from the response cache (no upstream call).
+    #: Answers of `ran` that came from the response cache or from `reused_from` (no upstream call).
     cached: int = 0
+    #: The earlier run of the same suite, models and checks whose answers this run carried over.
+    reused_from: str | None = None
 
     @property
     def passed(self) -> bool:
@@ -112,9 +117,10 @@ class EvalRunner:
         for model in self.suite.config.models:
             self.client.resolve(model)  # unknown models fail before any call
         versions = self.prompt_versions()
-        content = self.suite.content_hash(versions)
+        content, reusable = await run_key(self.client, self.suite, self.suite.content_hash(versions))
         run_id, resumed = self._start(resume, auto_resume, content, versions)
-        kept = self.store.eval_results(run_id) if resumed else []
+        reused_from = None if resumed or not reusable else await asyncio.to_thread(self._reuse, run_id, content)
+        kept = self.store.eval_results(run_id) if resumed or reused_from else []
         done = {(r["case_id"], r["model"], r["prompt"], r["repeat"]) for r in kept}
         todo = [item for item in self.items() if item.key not in done]
         if self.on_start is not None:
@@ -129,7 +135,18 @@ class EvalRunner:
         summary = summarize(kept + writer.rows, self.suite.config.thresholds.model_dump(), self.suite.config.repeat)
         await asyncio.to_thread(self.store.finish_eval_run, run_id, "finished", summary)
         cached = sum(1 for row in writer.rows if row["cached"])
+        if reused_from is not None:
+            return RunResult(run_id, summary, False, 0, len(todo) + len(kept), cached + len(kept), reused_from)
         return RunResult(run_id, summary, resumed, len(done), len(todo), cached)
+
+    def _reuse(self, run_id: str, key: str) -> str | None:
+        """Start the new run with the answers of the last run of the same key (see keel.evals.reuse)."""
+        if not (self.cache and self.client.settings.cache.enabled):
+            return None
+        source = self.store.reusable_eval_run(self.suite.name, key, time.time() - self.client.settings.cache.ttl)
+        if source is None or not self.store.copy_eval_results(source["id"], run_id):
+            return None
+        return str(source["id"])
 
     async def _interrupted(self, run_id: str, writer: "ResultWriter") -> None:
         """Keep every answer scored so far (a resume skips them), then mark the run interrupted."""
@@ -144,7 +161,7 @@ class EvalRunner:
             if run is None:
                 raise ConfigError(f"No eval run {resume!r} to resume; `keel eval list` shows the runs.")
             if run["suite"] != self.suite.name or run["suite_hash"] != content:
-                raise ConfigError(f"Run {run['id'][:12]} is of another suite or the suite changed since "
+                raise ConfigError(f"Run {run['id'][:12]} is of another suite, or the suite, its prompts or models changed since "
                                   f"(suite {run['suite']!r}); run without --resume to start afresh.")
             return run["id"], True
         if auto:

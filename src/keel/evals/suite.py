@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from ..errors import PromptError
 from ..prompts._yaml import Document, find_node, position, read_document
@@ -34,6 +34,8 @@ from .functions import PythonCheck
 
 SUITE_SUFFIX = ".eval.yaml"
 MAX_SUITE_BYTES = 4 * 1024 * 1024
+#: Serialises the cases for the content hash (much faster than one model at a time).
+_CASES = TypeAdapter(list[Case])
 
 
 class _Strict(BaseModel):
@@ -102,15 +104,19 @@ class Suite:
     def content_hash(self, prompt_versions: dict[str, str]) -> str:
         """sha256 of the settings, the cases and the versions of the named prompts: a run resumes
         only a run of the same content."""
-        document = {"config": self.config.model_dump(mode="json"), "cases": [dict(case) for case in self.cases],
+        document = {"config": self.config.model_dump(mode="json"), "cases": _CASES.dump_python(self.cases),
                     "prompts": prompt_versions}
         options = orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS
         return hashlib.sha256(orjson.dumps(document, option=options, default=str)).hexdigest()
 
     def check_ready(self) -> None:
         """Refuse, before any call, assertions that cannot run here (e.g. `similar` without its extra)."""
-        for assertion in [*self.assertions, *(a for group in self.case_assertions.values() for a in group)]:
+        for assertion in self.all_assertions():
             assertion.check_ready()
+
+    def all_assertions(self) -> list[Assertion]:
+        """The suite's assertions and every case's own."""
+        return [*self.assertions, *(a for group in self.case_assertions.values() for a in group)]
 
 
 def load_suite(path: Path | str) -> Suite:

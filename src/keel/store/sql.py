@@ -185,6 +185,14 @@ class Store:
         """The newest run of the suite at this content hash that did not finish (to resume)."""
         return self._read(evals.unfinished_run, suite, suite_hash)
 
+    def reusable_eval_run(self, suite: str, suite_hash: str, since: float) -> dict[str, Any] | None:
+        """The newest run of the suite at this content hash that finished after `since` (to reuse)."""
+        return self._read(evals.reusable_run, suite, suite_hash, since)
+
+    def copy_eval_results(self, source: str, target: str) -> int:
+        """Copy the answers of run `source` that did not fail into run `target`, marked cached."""
+        return self._write(evals.copy_results, source, target)
+
     def save_eval_result(self, result: dict[str, Any]) -> bool:
         """Save one scored answer; one already saved under the same key is kept. True if new."""
         return self._write(evals.save_result, result)
