@@ -202,7 +202,7 @@ def clients(url: str, rounds: int, calls: int = 10_000) -> None:
     if redis.utils.HIREDIS_AVAILABLE:
         kinds["redis-py + hiredis"] = lambda prefix: RedisPyLedger(prefix, _AsyncHiredisParser)
     bucket = Bucket("bench", "global", "total", Decimal(10**6), True, None)
-    holds, actual = [Hold(bucket, Decimal("0.000053"))], [Decimal("0.000011")]
+    holds, actual = [Hold.of(bucket, Decimal("0.000053"))], [11_000]  # settled in ledger units (10⁻⁹)
 
     async def run(ledger: RedisLedger, concurrency: int) -> float:
         async def worker(w: int, k: int) -> None:

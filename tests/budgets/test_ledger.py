@@ -39,21 +39,21 @@ def test_reserve_settle_math_is_exact(make_ledger: LedgerFactory) -> None:
         ledger = make_ledger()
         b = bucket("1")
         try:
-            assert await ledger.reserve("a", [Hold(b, D("0.3"))]) is None
-            assert await ledger.reserve("b", [Hold(b, D("0.3"))]) is None
-            refusal = await ledger.reserve("c", [Hold(b, D("0.5"))])
+            assert await ledger.reserve("a", [Hold.of(b, D("0.3"))]) is None
+            assert await ledger.reserve("b", [Hold.of(b, D("0.3"))]) is None
+            refusal = await ledger.reserve("c", [Hold.of(b, D("0.5"))])
             assert refusal is not None
             assert (refusal.spent, refusal.reserved, refusal.hold.amount) == (D(0), D("0.6"), D("0.5"))
             # "a" cost less than its worst case: the difference goes back to the budget.
-            assert await ledger.settle("a", [Hold(b, D("0.3"))], [D("0.123456789")]) == []
+            assert await ledger.settle("a", [Hold.of(b, D("0.3"))], [to_units(D("0.123456789"))]) == []
             [state] = await ledger.buckets("b", "2026-11-25")
             assert (state.scope, state.spent, state.reserved) == ("global", D("0.123456789"), D("0.3"))
-            assert await ledger.reserve("c", [Hold(b, D("0.5"))]) is None  # 0.123456789 + 0.3 + 0.5 ≤ 1
-            assert await ledger.reserve("d", [Hold(b, D("0.076543212"))]) is not None  # one unit too many
-            assert await ledger.reserve("d", [Hold(b, D("0.076543211"))]) is None  # exactly the limit
-            await ledger.settle("b", [Hold(b, D("0.3"))], [D("0.3")])
-            await ledger.settle("c", [Hold(b, D("0.5"))], [D(0)])
-            await ledger.settle("d", [Hold(b, D("0.076543211"))], [D("0.076543211")])
+            assert await ledger.reserve("c", [Hold.of(b, D("0.5"))]) is None  # 0.123456789 + 0.3 + 0.5 ≤ 1
+            assert await ledger.reserve("d", [Hold.of(b, D("0.076543212"))]) is not None  # one unit too many
+            assert await ledger.reserve("d", [Hold.of(b, D("0.076543211"))]) is None  # exactly the limit
+            await ledger.settle("b", [Hold.of(b, D("0.3"))], [to_units(D("0.3"))])
+            await ledger.settle("c", [Hold.of(b, D("0.5"))], [to_units(D(0))])
+            await ledger.settle("d", [Hold.of(b, D("0.076543211"))], [to_units(D("0.076543211"))])
             [state] = await ledger.buckets("b", "2026-11-25")
             assert (state.spent, state.reserved) == (D("0.5"), D(0))
         finally:
@@ -67,10 +67,10 @@ def test_reserve_is_all_or_nothing_across_buckets(make_ledger: LedgerFactory) ->
         ledger = make_ledger()
         roomy, tight = bucket("10", scope="tenant=a"), bucket("1", scope="feature=x")
         try:
-            refusal = await ledger.reserve("a", [Hold(roomy, D(2)), Hold(tight, D(2))])
+            refusal = await ledger.reserve("a", [Hold.of(roomy, D(2)), Hold.of(tight, D(2))])
             assert refusal is not None and refusal.hold.bucket == tight
             assert await ledger.buckets("b", "2026-11-25") == []  # nothing was held anywhere
-            assert await ledger.reserve("a", [Hold(roomy, D(1)), Hold(tight, D(1))]) is None
+            assert await ledger.reserve("a", [Hold.of(roomy, D(1)), Hold.of(tight, D(1))]) is None
             states = {s.scope: s.reserved for s in await ledger.buckets("b", "2026-11-25")}
             assert states == {"tenant=a": D(1), "feature=x": D(1)}
         finally:
@@ -85,14 +85,14 @@ def test_soft_buckets_never_refuse_and_report_the_first_crossing_once(make_ledge
         soft = bucket("1", hard=False)
         try:
             for hold_id in "abc":
-                assert await ledger.reserve(hold_id, [Hold(soft, D("0.6"))]) is None
-            assert await ledger.settle("a", [Hold(soft, D("0.6"))], [D("0.6")]) == []
-            [crossing] = await ledger.settle("b", [Hold(soft, D("0.6"))], [D("0.6")])
+                assert await ledger.reserve(hold_id, [Hold.of(soft, D("0.6"))]) is None
+            assert await ledger.settle("a", [Hold.of(soft, D("0.6"))], [to_units(D("0.6"))]) == []
+            [crossing] = await ledger.settle("b", [Hold.of(soft, D("0.6"))], [to_units(D("0.6"))])
             assert (crossing.bucket, crossing.spent) == (soft, D("1.2"))
-            assert await ledger.settle("c", [Hold(soft, D("0.6"))], [D("0.6")]) == []  # once per period
+            assert await ledger.settle("c", [Hold.of(soft, D("0.6"))], [to_units(D("0.6"))]) == []  # once per period
             other_day = bucket("1", hard=False, period="2026-11-26")
-            await ledger.reserve("d", [Hold(other_day, D(2))])
-            assert len(await ledger.settle("d", [Hold(other_day, D(2))], [D(2)])) == 1
+            await ledger.reserve("d", [Hold.of(other_day, D(2))])
+            assert len(await ledger.settle("d", [Hold.of(other_day, D(2))], [to_units(D(2))])) == 1
         finally:
             await ledger.aclose()
 
@@ -104,11 +104,11 @@ def test_hard_bucket_past_its_limit_refuses_every_call(make_ledger: LedgerFactor
         ledger = make_ledger()
         b = bucket("1")
         try:
-            await ledger.reserve("a", [Hold(b, D("0.5"))])
+            await ledger.reserve("a", [Hold.of(b, D("0.5"))])
             # The worst case was too low (e.g. an allowance for an image): the real cost counts.
-            [crossing] = await ledger.settle("a", [Hold(b, D("0.5"))], [D("1.25")])
+            [crossing] = await ledger.settle("a", [Hold.of(b, D("0.5"))], [to_units(D("1.25"))])
             assert crossing.spent == D("1.25")
-            refusal = await ledger.reserve("b", [Hold(b, D(0))])
+            refusal = await ledger.reserve("b", [Hold.of(b, D(0))])
             assert refusal is not None and refusal.spent == D("1.25")
         finally:
             await ledger.aclose()
@@ -128,12 +128,12 @@ def test_concurrent_reservations_from_many_tasks_never_overshoot(redis_prefix: s
         async def one(index: int) -> bool:
             ledger = ledgers[index % 4]
             await asyncio.sleep(random.uniform(0, 0.2))
-            if await ledger.reserve(f"h{index}", [Hold(b, worst)]) is not None:
+            if await ledger.reserve(f"h{index}", [Hold.of(b, worst)]) is not None:
                 return False
             [state] = await ledger.buckets("b", b.period)
             observed.append(state.spent + state.reserved)
             await asyncio.sleep(random.uniform(0, 0.01))
-            await ledger.settle(f"h{index}", [Hold(b, worst)], [real])
+            await ledger.settle(f"h{index}", [Hold.of(b, worst)], [to_units(real)])
             return True
 
         try:
@@ -159,18 +159,18 @@ def test_holds_of_a_dead_process_lapse(redis_prefix: str) -> None:
         ledger = RedisLedger(REDIS_URL, redis_prefix, hold_ttl=0.3)
         b = bucket("1")
         try:
-            assert await ledger.reserve("crashed", [Hold(b, D("0.8"))]) is None
-            assert await ledger.reserve("live", [Hold(b, D("0.8"))]) is not None
+            assert await ledger.reserve("crashed", [Hold.of(b, D("0.8"))]) is None
+            assert await ledger.reserve("live", [Hold.of(b, D("0.8"))]) is not None
             await asyncio.sleep(0.4)
-            assert await ledger.reserve("live", [Hold(b, D("0.8"))]) is None
+            assert await ledger.reserve("live", [Hold.of(b, D("0.8"))]) is None
             [state] = await ledger.buckets("b", b.period)
             assert state.reserved == D("0.8")
             # A live call renews its hold; settling a lapsed hold does not release it twice.
             await asyncio.sleep(0.2)
-            await ledger.renew("live", [Hold(b, D("0.8"))])
+            await ledger.renew("live", [Hold.of(b, D("0.8"))])
             await asyncio.sleep(0.2)
-            assert await ledger.reserve("other", [Hold(b, D("0.3"))]) is not None  # "live" still held
-            await ledger.settle("crashed", [Hold(b, D("0.8"))], [D("0.1")])
+            assert await ledger.reserve("other", [Hold.of(b, D("0.3"))]) is not None  # "live" still held
+            await ledger.settle("crashed", [Hold.of(b, D("0.8"))], [to_units(D("0.1"))])
             [state] = await ledger.buckets("b", b.period)
             assert (state.spent, state.reserved) == (D("0.1"), D("0.8"))
         finally:
@@ -202,7 +202,7 @@ def test_redis_keys_name_budget_period_and_scope_and_expire(redis_prefix: str) -
     async def scenario() -> None:
         ledger = RedisLedger(REDIS_URL, redis_prefix)
         try:
-            await ledger.reserve("h", [Hold(b, D("0.1")), Hold(forever, D("0.1"))])
+            await ledger.reserve("h", [Hold.of(b, D("0.1")), Hold.of(forever, D("0.1"))])
             [state] = await ledger.buckets("team: a*b", day)
             assert state.scope == "tenant=ac:me"
             assert await ledger.buckets("team: a", day) == []  # names are quoted, not patterns

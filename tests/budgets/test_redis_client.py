@@ -22,6 +22,7 @@ import pytest
 
 from keel.budgets import Bucket, Hold, RedisLedger
 from keel.budgets._redis import Address, Redis, ReplyError, packed
+from keel.budgets.ledger import to_units
 from keel.errors import ConfigError, StoreError
 
 from .conftest import REDIS_URL
@@ -133,7 +134,7 @@ def test_a_connection_the_server_closes_is_remade(redis_prefix: str) -> None:
     async def ledger_scenario() -> None:
         ledger = RedisLedger(REDIS_URL, redis_prefix)
         try:
-            assert await ledger.reserve("a", [Hold(BUCKET, D("0.1"))]) is None
+            assert await ledger.reserve("a", [Hold.of(BUCKET, D("0.1"))]) is None
             name = f"keel-budgets-{os.getpid()}"
             admin = redis.Redis.from_url(REDIS_URL)
             try:
@@ -143,7 +144,7 @@ def test_a_connection_the_server_closes_is_remade(redis_prefix: str) -> None:
             assert len(ids) == 1
             await asyncio.to_thread(kill, int(ids[0]))
             await asyncio.sleep(0.05)
-            await ledger.settle("a", [Hold(BUCKET, D("0.1"))], [D("0.05")])
+            await ledger.settle("a", [Hold.of(BUCKET, D("0.1"))], [to_units(D("0.05"))])
             [state] = await ledger.buckets("b", BUCKET.period)
             assert (state.spent, state.reserved) == (D("0.05"), 0)
         finally:
@@ -160,7 +161,7 @@ def test_wrong_credentials_say_so(redis_prefix: str) -> None:
         ledger = RedisLedger(url, redis_prefix)
         try:
             with pytest.raises(StoreError) as error:
-                await ledger.reserve("a", [Hold(BUCKET, D("0.1"))])
+                await ledger.reserve("a", [Hold.of(BUCKET, D("0.1"))])
             return error.value
         finally:
             await ledger.aclose()
@@ -177,10 +178,10 @@ def test_a_cancelled_reserve_releases_the_holds_it_placed(redis_prefix: str) -> 
     async def scenario() -> None:
         ledger = RedisLedger(REDIS_URL, redis_prefix)
         try:
-            assert await ledger.reserve("warm", [Hold(BUCKET, D("0.1"))]) is None  # connected
-            await ledger.settle("warm", [Hold(BUCKET, D("0.1"))], [D(0)])
+            assert await ledger.reserve("warm", [Hold.of(BUCKET, D("0.1"))]) is None  # connected
+            await ledger.settle("warm", [Hold.of(BUCKET, D("0.1"))], [to_units(D(0))])
             other = Bucket("c", "global", BUCKET.period, D("1"), True, expires_at=BUCKET.expires_at)
-            reserving = asyncio.ensure_future(ledger.reserve("gone", [Hold(other, D("0.4"))]))
+            reserving = asyncio.ensure_future(ledger.reserve("gone", [Hold.of(other, D("0.4"))]))
             await asyncio.sleep(0)  # sent, not answered
             reserving.cancel()
             with pytest.raises(asyncio.CancelledError):
@@ -238,13 +239,13 @@ def test_unix_socket_password_db_and_the_noscript_fallback(private_redis: Path) 
         client = Redis(Address.parse(url))
         try:
             assert await client.call("SCRIPT", "FLUSH") == b"OK"
-            assert await ledger.reserve("a", [Hold(BUCKET, D("0.3"))]) is None  # NOSCRIPT, then EVAL
-            await ledger.settle("a", [Hold(BUCKET, D("0.3"))], [D("0.2")])  # the same for the settle script
-            assert await ledger.reserve("a2", [Hold(BUCKET, D("0.1"))]) is None  # EVALSHA: loaded now
-            await ledger.settle("a2", [Hold(BUCKET, D("0.1"))], [D(0)])
+            assert await ledger.reserve("a", [Hold.of(BUCKET, D("0.3"))]) is None  # NOSCRIPT, then EVAL
+            await ledger.settle("a", [Hold.of(BUCKET, D("0.3"))], [to_units(D("0.2"))])  # the same for the settle script
+            assert await ledger.reserve("a2", [Hold.of(BUCKET, D("0.1"))]) is None  # EVALSHA: loaded now
+            await ledger.settle("a2", [Hold.of(BUCKET, D("0.1"))], [to_units(D(0))])
             assert await client.call("SCRIPT", "FLUSH") == b"OK"  # e.g. Redis restarted, or failed over
-            assert await ledger.reserve("b", [Hold(BUCKET, D("0.3"))]) is None
-            await ledger.settle("b", [Hold(BUCKET, D("0.3"))], [D("0.2")])
+            assert await ledger.reserve("b", [Hold.of(BUCKET, D("0.3"))]) is None
+            await ledger.settle("b", [Hold.of(BUCKET, D("0.3"))], [to_units(D("0.2"))])
             [state] = await ledger.buckets("b", BUCKET.period)
             assert (state.spent, state.reserved) == (D("0.4"), 0)
             assert await client.call("DBSIZE") == 1  # the bucket's spend hash (its holds set is empty), in db 2

@@ -21,13 +21,15 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import ROUND_CEILING, Decimal
 from functools import cached_property, lru_cache
 from typing import NamedTuple
 
 #: Ledger amounts are integers of this many currency units (10⁻⁹: a nano-dollar).
 UNIT = Decimal("1e-9")
+#: Prices per token are kept in picodollars (exact for per-million prices with up to 6 decimals).
+PICOS_PER_UNIT = 1000
 #: The largest amount kept exactly: Lua compares in doubles, exact below 2**53 units (~9 million).
 MAX_UNITS = 2**53 - 1
 
@@ -75,11 +77,20 @@ class Bucket:
 
 
 class Hold(NamedTuple):
-    """A reservation of `amount` on `bucket`, identified by the call's hold id. (A tuple: one is
-    made per bucket per call.)"""
+    """A reservation of `units` (ledger units) on `bucket`, identified by the call's hold id. (A
+    tuple: one is made per bucket per call.)"""
 
     bucket: Bucket
-    amount: Decimal
+    units: int
+
+    @classmethod
+    def of(cls, bucket: Bucket, amount: Decimal) -> "Hold":
+        """A hold of a currency amount (rounded up to whole units)."""
+        return cls(bucket, to_units(amount))
+
+    @property
+    def amount(self) -> Decimal:
+        return from_units(self.units)
 
 
 @dataclass(frozen=True)
@@ -115,17 +126,26 @@ class Ledger(ABC):
     hold_ttl: float = 900.0
     #: Whether holds lapse (and so whether live calls need to `renew` them).
     holds_lapse: bool = False
-    #: Whether `settle` completes without suspending (no I/O), so a caller that is cancelled
-    #: cannot interrupt it: the stage then skips shielding it from cancellation.
-    settles_at_once: bool = False
+    #: Whether the ledger is in this process (no I/O): it then also offers `reserve_now` and
+    #: `settle_now`, which the stage calls without awaiting (and a cancelled caller cannot
+    #: interrupt them).
+    local: bool = False
+
+    def reserve_now(self, holds: Sequence[Hold]) -> Refusal | None:
+        """`reserve`, at once (local ledgers only)."""
+        raise NotImplementedError
+
+    def settle_now(self, holds: Sequence[Hold], actual: Sequence[int]) -> list[Crossing]:
+        """`settle`, at once (local ledgers only)."""
+        raise NotImplementedError
 
     @abstractmethod
     async def reserve(self, hold_id: str, holds: Sequence[Hold]) -> Refusal | None:
         """Place every hold, or none: None when placed, else the first hard bucket that refused."""
 
     @abstractmethod
-    async def settle(self, hold_id: str, holds: Sequence[Hold], actual: Sequence[Decimal]) -> list[Crossing]:
-        """Drop the holds and add `actual[i]` to the spending of `holds[i].bucket`."""
+    async def settle(self, hold_id: str, holds: Sequence[Hold], actual: Sequence[int]) -> list[Crossing]:
+        """Drop the holds and add `actual[i]` (ledger units) to the spending of `holds[i].bucket`."""
 
     async def renew(self, hold_id: str, holds: Sequence[Hold]) -> None:
         """Keep the holds of a call still in flight from lapsing."""
@@ -144,15 +164,19 @@ class _Figures:
     reserved: int = 0
     alerted: bool = False
     expires_at: float | None = None
-    holds: dict[str, int] = field(default_factory=dict)
+
+
+#: The figures of a bucket no call has reached yet (never changed).
+_NONE = _Figures()
 
 
 class MemoryLedger(Ledger):
     """Budgets kept in this process. Each process has its own figures: a gateway with several
     workers needs `redis_url` for its budgets to hold. Safe across threads and event loops: no
-    operation awaits while holding the lock. Buckets of past periods are dropped as they expire."""
+    operation awaits while holding the lock. Buckets of past periods are dropped as they expire.
+    Holds need no ids here: a call settles exactly the holds it placed, once."""
 
-    settles_at_once = True
+    local = True
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -160,28 +184,30 @@ class MemoryLedger(Ledger):
         self._next_sweep = 0.0
 
     async def reserve(self, hold_id: str, holds: Sequence[Hold]) -> Refusal | None:
+        return self.reserve_now(holds)
+
+    async def settle(self, hold_id: str, holds: Sequence[Hold], actual: Sequence[int]) -> list[Crossing]:
+        return self.settle_now(holds, actual)
+
+    def reserve_now(self, holds: Sequence[Hold]) -> Refusal | None:
         with self._lock:
             if time.time() >= self._next_sweep:
                 self._drop_expired()
             for hold in holds:
-                figures = self._figures.get(hold.bucket.key) or _Figures()
-                needed = figures.spent + figures.reserved + to_units(hold.amount)
-                if hold.bucket.hard and needed > hold.bucket.limit_units:
+                figures = self._figures.get(hold.bucket.key) or _NONE
+                if hold.bucket.hard and figures.spent + figures.reserved + hold.units > hold.bucket.limit_units:
                     return Refusal(hold, from_units(figures.spent), from_units(figures.reserved))
             for hold in holds:
-                figures = self._bucket(hold.bucket)
-                units = to_units(hold.amount)
-                figures.reserved += units
-                figures.holds[hold_id] = units
+                self._bucket(hold.bucket).reserved += hold.units
         return None
 
-    async def settle(self, hold_id: str, holds: Sequence[Hold], actual: Sequence[Decimal]) -> list[Crossing]:
+    def settle_now(self, holds: Sequence[Hold], actual: Sequence[int]) -> list[Crossing]:
         crossings = []
         with self._lock:
-            for hold, amount in zip(holds, actual, strict=True):
+            for hold, units in zip(holds, actual, strict=True):
                 figures = self._bucket(hold.bucket)
-                figures.reserved -= figures.holds.pop(hold_id, 0)
-                figures.spent += to_units(amount)
+                figures.reserved -= hold.units
+                figures.spent += units
                 if figures.spent > hold.bucket.limit_units and not figures.alerted:
                     figures.alerted = True
                     crossings.append(Crossing(hold.bucket, from_units(figures.spent)))
@@ -204,5 +230,5 @@ class MemoryLedger(Ledger):
     def _drop_expired(self) -> None:
         now = time.time()
         self._next_sweep = now + 60
-        for key in [k for k, f in self._figures.items() if f.expires_at is not None and f.expires_at < now and not f.holds]:
+        for key in [k for k, f in self._figures.items() if f.expires_at is not None and f.expires_at < now and not f.reserved]:
             del self._figures[key]

@@ -3,10 +3,10 @@
 Calls with the same target, the same scope values and the same output limit reserve on the same
 buckets at the same flat rates; only their prompts differ. A Plan keeps, for each matched budget,
 its bucket and, per candidate model, the input price per token and the fixed part of the worst
-case (output tokens × output price), so a call's holds cost one multiplication and one addition
-per model. A plan lasts until the first of its buckets' periods ends or the UTC day ends (rates
-are resolved per day). Candidates without a flat rate (tiered or unknown prices) get no plan: the
-stage prices those calls one by one (`BudgetStage._holds`).
+case (output tokens × output price), in integer picodollars, so a call's holds cost one integer
+multiplication and one addition per model (Decimal arithmetic costs ten times as much). A plan lasts until the first of its buckets' periods ends or the UTC day ends (rates
+are resolved per day). Candidates without a flat rate (tiered or unknown prices, or a price finer than a picodollar per
+token) get no plan: the stage prices those calls one by one (`BudgetStage._holds`).
 """
 
 from __future__ import annotations
@@ -14,15 +14,14 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from decimal import Decimal
 
 from ..settings import BudgetSettings
 from ..types import ChatRequest
-from .ledger import Bucket, Hold
+from .ledger import PICOS_PER_UNIT, Bucket, Hold
 from .worst_case import Priced, Rates, output_tokens
 
-#: A candidate model's (input price per token, output tokens × output price) for one budget.
-Pricing = tuple[Decimal, Decimal]
+#: A candidate model's (input price per token, output tokens × output price) for one budget, in picodollars.
+Pricing = tuple[int, int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,7 +36,8 @@ class Plan:
         assert self.entries is not None
         out = []
         for bucket, models in self.entries:
-            out.append(Hold(bucket, max(Decimal(0), *(prompt * rate + fixed for rate, fixed in models))))
+            worst = max([prompt * rate + fixed for rate, fixed in models]) if len(models) > 1 else prompt * models[0][0] + models[0][1]
+            out.append(Hold(bucket, -(-worst // PICOS_PER_UNIT)))  # rounded up: never undercounts
         return out
 
 
@@ -52,7 +52,7 @@ def make_plan(
     """The plan for calls like this one at Unix time `at`; `bucket(budget, label, at)` gives the
     bucket and the end of its period."""
     until = (math.floor(at / 86400) + 1) * 86400.0
-    flat = [rate for model in models if (rate := rates.flat(model, at)) is not None]
+    flat = [rate for model in models if (rate := rates.picos(model, at)) is not None]
     if len(flat) < len(models):
         return Plan(None, until)
     entries = []
@@ -60,5 +60,5 @@ def make_plan(
         found, ends = bucket(budget, label, at)
         until = min(until, ends)
         output = output_tokens(request, budget.reserve_max_tokens)
-        entries.append((found, tuple((rate.input, output * rate.output) for rate in flat)))
+        entries.append((found, tuple((rate[0], output * rate[1]) for rate in flat)))
     return Plan(tuple(entries), until)

@@ -25,14 +25,13 @@ import logging
 import os
 import time
 from collections.abc import Callable, Sequence
-from decimal import Decimal
 from typing import Any
 from urllib.parse import quote, unquote
 from weakref import WeakKeyDictionary
 
 from ..errors import StoreError
 from ._redis import Address, Head, Redis, ReplyError, packed
-from .ledger import Bucket, BucketState, Crossing, Hold, Ledger, Refusal, from_units, to_units
+from .ledger import Bucket, BucketState, Crossing, Hold, Ledger, Refusal, from_units
 
 log = logging.getLogger("keel.budgets")
 
@@ -133,7 +132,7 @@ class RedisLedger(Ledger):
         now = time.time()
         args: list[Any] = [repr(now), hold_id, repr(now + self.hold_ttl)]
         for hold in holds:
-            args += [to_units(hold.amount), hold.bucket.limit_units, int(hold.bucket.hard), _expire_at(hold.bucket)]
+            args += [hold.units, hold.bucket.limit_units, int(hold.bucket.hard), _expire_at(hold.bucket)]
         # Once sent, the script runs even if our caller stops waiting: the holds it placed are then
         # released here, not left to lapse (the stage never learns of them, so never settles them).
         reply = await self._run(RESERVE, self._keys(holds), args, on_cancel=lambda done: self._release(done, hold_id, holds))
@@ -142,10 +141,10 @@ class RedisLedger(Ledger):
         refused = holds[int(reply[0]) - 1]
         return Refusal(refused, from_units(int(reply[1])), from_units(int(reply[2])))
 
-    async def settle(self, hold_id: str, holds: Sequence[Hold], actual: Sequence[Decimal]) -> list[Crossing]:
+    async def settle(self, hold_id: str, holds: Sequence[Hold], actual: Sequence[int]) -> list[Crossing]:
         args: list[Any] = [hold_id]
-        for hold, amount in zip(holds, actual, strict=True):
-            args += [to_units(amount), hold.bucket.limit_units, _expire_at(hold.bucket)]
+        for hold, units in zip(holds, actual, strict=True):
+            args += [units, hold.bucket.limit_units, _expire_at(hold.bucket)]
         reply = await self._run(SETTLE, self._keys(holds), args)
         return [
             Crossing(hold.bucket, from_units(int(reply[2 * i])))
@@ -243,7 +242,7 @@ class RedisLedger(Ledger):
             if not task.cancelled() and task.exception() is not None:
                 log.warning("Could not release budget holds %s of a cancelled call: %s", hold_id, task.exception())
 
-        asyncio.ensure_future(self.settle(hold_id, holds, [Decimal(0)] * len(holds))).add_done_callback(released)
+        asyncio.ensure_future(self.settle(hold_id, holds, [0] * len(holds))).add_done_callback(released)
 
     def _unreachable(self, exc: Exception) -> StoreError:
         return StoreError(

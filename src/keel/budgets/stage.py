@@ -30,6 +30,7 @@ import os
 import time
 from collections.abc import AsyncIterator, Sequence
 from decimal import Decimal
+from functools import lru_cache
 
 from ..cost.pricing import PriceBook
 from ..errors import (
@@ -47,7 +48,7 @@ from ..pipeline import Call, Stage
 from ..settings import BudgetSettings
 from ..types import ChatResponse, Chunk, Usage
 from .alerts import Alerts
-from .ledger import MAX_UNITS, Bucket, Hold, Ledger, Refusal, plain, to_units
+from .ledger import MAX_UNITS, Bucket, Hold, Ledger, Refusal, from_units, plain, to_units
 from .plan import Plan, make_plan
 from .scope import Periods, Scope
 from .worst_case import Models, Priced, Rates, output_tokens, prompt_bound, prompt_tokens, worst_cost
@@ -113,7 +114,7 @@ class BudgetStage(Stage):
         try:
             response = await self.inner.complete(call)
         except BaseException as exc:
-            await claim.settle(None if _maybe_billed(exc) else Decimal(0))
+            await claim.settle(None if _maybe_billed(exc) else 0)
             raise
         await claim.settle(self._cost(call, response.usage, claim.at))
         return response
@@ -149,9 +150,9 @@ class BudgetStage(Stage):
                 await _close(stream)
             finally:
                 if usage is not None:
-                    actual: Decimal | None = self._cost(call, usage, claim.at)
+                    actual: int | None = self._cost(call, usage, claim.at)
                 elif not delivered and error is not None and not _maybe_billed(error):
-                    actual = Decimal(0)
+                    actual = 0
                 else:
                     actual = None
                 await claim.settle(actual)
@@ -187,9 +188,10 @@ class BudgetStage(Stage):
             holds = plan.holds(bound)
         else:
             holds = self._holds(call, self._matched(labels), self.models(call.target), bound, at)
-        hold_id = f"{self._hold_prefix}{next(self._hold_count):x}"
+        ledger = self.ledger
+        hold_id = "" if ledger.local else f"{self._hold_prefix}{next(self._hold_count):x}"
         try:
-            refusal = await self.ledger.reserve(hold_id, holds)
+            refusal = ledger.reserve_now(holds) if ledger.local else await ledger.reserve(hold_id, holds)
             if refusal is not None:
                 holds, refusal = await self._recount(call, labels, hold_id, holds, refusal, bound, at)
         except StoreError as exc:
@@ -199,7 +201,7 @@ class BudgetStage(Stage):
             return _Claim(self, "", [], at)
         if refusal is not None:
             raise _exceeded(refusal)
-        call.notes["budgets"] = [{"budget": h.bucket.budget, "scope": h.bucket.scope, "reserved": plain(h.amount)} for h in holds]
+        call.notes["budgets"] = [{"budget": h.bucket.budget, "scope": h.bucket.scope, "reserved": _shown(h.units)} for h in holds]
         return _Claim(self, hold_id, holds, at)
 
     async def _recount(self, call: Call, labels: Labels, hold_id: str, holds: list[Hold], refusal: Refusal,
@@ -231,7 +233,7 @@ class BudgetStage(Stage):
                     raise _unbounded(budget, model)
                 self._warn_unpriced(budget, model)
                 worst = Decimal(0)
-            holds.append(Hold(self._bucket(budget, label, at), worst))
+            holds.append(Hold.of(self._bucket(budget, label, at), worst))
         return holds
 
     def _bucket(self, budget: BudgetSettings, label: str, at: float) -> Bucket:
@@ -248,12 +250,12 @@ class BudgetStage(Stage):
             bucket = self._buckets[key] = Bucket(budget.name, label, period, budget.limit, budget.hard, expires_at)
         return bucket, ends
 
-    def _cost(self, call: Call, usage: Usage, at: float) -> Decimal | None:
-        """What the call cost, priced for whoever answered (None: unknown, keep the worst case)."""
+    def _cost(self, call: Call, usage: Usage, at: float) -> int | None:
+        """What the call cost in ledger units, priced for whoever answered (None: unknown, keep the worst case)."""
         if usage.prompt_tokens == 0 and usage.completion_tokens == 0:
             return None  # the upstream reported no usage
         target = call.target
-        return self.rates.cost(target.provider.name, target.pricing_id, target.model, usage, at)
+        return self.rates.cost_units(target.provider.name, target.pricing_id, target.model, usage, at)
 
     def _warn_unpriced(self, budget: BudgetSettings, model: Priced) -> None:
         key = (budget.name, model.alias)
@@ -275,20 +277,21 @@ class _Claim:
         if holds and stage.ledger.holds_lapse:
             self._schedule_renewal()
 
-    async def settle(self, actual: Decimal | None) -> None:
-        """Drop the holds and add `actual` (None: each hold's worst case) to every bucket."""
+    async def settle(self, actual: int | None) -> None:
+        """Drop the holds and add `actual` ledger units (None: each hold's worst case) to every bucket."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
         if not self.holds:
             return
         holds, self.holds = self.holds, []
-        amounts = [hold.amount if actual is None else actual for hold in holds]
+        amounts = [hold.units if actual is None else actual for hold in holds]
         ledger = self.stage.ledger
         try:
-            settling = ledger.settle(self.hold_id, holds, amounts)
-            # Shielded: a caller that goes away mid-settle must not leave the hold behind.
-            crossings = await (settling if ledger.settles_at_once else asyncio.shield(settling))
+            if ledger.local:
+                crossings = ledger.settle_now(holds, amounts)
+            else:  # shielded: a caller that goes away mid-settle must not leave the hold behind
+                crossings = await asyncio.shield(ledger.settle(self.hold_id, holds, amounts))
         except Exception as exc:  # the call is done: its answer must not be lost to the ledger
             log.error("Could not settle budget holds %s (%s): %s", self.hold_id, ", ".join(h.bucket.budget for h in holds), exc)
             return
@@ -310,6 +313,11 @@ class _Claim:
             await self.stage.ledger.renew(self.hold_id, holds)
         except Exception as exc:
             log.warning("Could not renew budget holds %s: %s", self.hold_id, exc)
+
+
+@lru_cache(maxsize=4096)  # the trace notes each hold's amount; worst cases repeat from call to call
+def _shown(units: int) -> str:
+    return plain(from_units(units))
 
 
 def _maybe_billed(error: BaseException) -> bool:

@@ -47,6 +47,7 @@ from ..pipeline import Target
 from ..settings import Settings
 from ..tokenizers import count_openai_messages, count_openai_text
 from ..types import ChatRequest, Message, Usage
+from .ledger import PICOS_PER_UNIT, to_units
 
 #: Chat-template tokens per message (role markers, separators) on top of its text bytes.
 MESSAGE_TOKENS = 8
@@ -62,6 +63,8 @@ PROMPT_FIELDS = ("tools", "functions", "tool_choice")
 TOOL_FIELDS = ("tools", "functions")
 #: Catalog ids whose endpoints run OpenAI's own models (tokenised exactly by tiktoken).
 OPENAI_PRICING_IDS = ("openai", "azure")
+#: Picodollars (picos of the price's currency) in one dollar.
+PICOS_PER_CURRENCY_UNIT = Decimal(10**12)
 
 
 @dataclass(frozen=True)
@@ -92,7 +95,7 @@ def prompt_bound(request: ChatRequest) -> int:
     for message in request.messages:
         content = message.content
         if isinstance(content, str):
-            total += _utf8(content)
+            total += len(content) if content.isascii() else len(content.encode())  # _utf8, inlined: the hot path
         elif content:
             for part in content:
                 if part.get("type") == "text":
@@ -104,11 +107,12 @@ def prompt_bound(request: ChatRequest) -> int:
             total += _utf8(message.name)
         if message.model_extra:
             total += len(orjson.dumps(message.model_extra))
-    extras = _extras(request)
-    if extras:
-        total += len(orjson.dumps(extras))
-        if any(field in extras for field in TOOL_FIELDS):
-            total += TOOLS_TOKENS
+    if request.model_extra or request.response_format is not None:
+        extras = _extras(request)
+        if extras:
+            total += len(orjson.dumps(extras))
+            if any(field in extras for field in TOOL_FIELDS):
+                total += TOOLS_TOKENS
     return total
 
 
@@ -144,6 +148,18 @@ def worst_cost(rates: "Rates", models: list[Priced], prompt: int | dict[Priced, 
     return worst, costliest
 
 
+#: A flat rate per token in picodollars: (input, output, cached input).
+Picos = tuple[int, int, int]
+
+
+def _whole_picos(prices: tuple[Decimal, Decimal, Decimal]) -> Picos | None:
+    """Prices per token in whole picodollars; None if one is finer than that."""
+    scaled = [price * PICOS_PER_CURRENCY_UNIT for price in prices]
+    if any(value != value.to_integral_value() for value in scaled):
+        return None
+    return int(scaled[0]), int(scaled[1]), int(scaled[2])
+
+
 class Rates:
     """Prices for the request path, at Unix times: each model's flat per-token rate is resolved
     once per UTC day (a catalog lookup costs ~50 µs), then a cost is two multiplications. Tiered
@@ -153,6 +169,8 @@ class Rates:
         self.prices = prices
         #: (provider, pricing id, model, UTC day number) → the flat rate, or None: ask `prices.cost`.
         self._rates: dict[tuple[str, str | None, str, int], Rate | None] = {}
+        #: The same keys → the flat rate in whole picodollars, or None.
+        self._whole: dict[tuple[str, str | None, str, int], Picos | None] = {}
 
     def cost(self, provider: str, pricing_id: str | None, model: str, usage: Usage, at: float) -> Decimal | None:
         """What `usage` cost on `model` (None: no price known)."""
@@ -172,6 +190,34 @@ class Rates:
     def flat(self, model: Priced, at: float) -> Rate | None:
         """`model`'s flat per-token rate at Unix time `at` (None: tiered or unknown)."""
         return self._rate(model.provider, model.pricing_id, model.model, at)
+
+    def picos(self, model: Priced, at: float) -> Picos | None:
+        """`model`'s flat rate in whole picodollars per token (None: tiered, unknown or finer)."""
+        return self._picos(model.provider, model.pricing_id, model.model, at)
+
+    def cost_units(self, provider: str, pricing_id: str | None, model: str, usage: Usage, at: float) -> int | None:
+        """What `usage` cost on `model` in ledger units, rounded up (None: no price known); in
+        integers when the rate is whole picodollars, else through `cost`."""
+        picos = self._picos(provider, pricing_id, model, at)
+        if picos is None:
+            cost = self.cost(provider, pricing_id, model, usage, at)
+            return None if cost is None else to_units(cost)
+        uncached = max(usage.prompt_tokens - usage.cached_tokens, 0)
+        total = uncached * picos[0] + usage.completion_tokens * picos[1] + usage.cached_tokens * picos[2]
+        return -(-total // PICOS_PER_UNIT)
+
+    def _picos(self, provider: str, pricing_id: str | None, model: str, at: float) -> Picos | None:
+        key = (provider, pricing_id, model, int(at // 86400))
+        try:
+            return self._whole[key]
+        except KeyError:
+            pass
+        if len(self._whole) >= 1024:
+            self._whole.clear()
+        rate = self._rate(provider, pricing_id, model, at)
+        whole = None if rate is None else _whole_picos((rate.input, rate.output, rate.cached_input))
+        self._whole[key] = whole
+        return whole
 
     def _rate(self, provider: str, pricing_id: str | None, model: str, at: float) -> Rate | None:
         key = (provider, pricing_id, model, int(at // 86400))
