@@ -20,7 +20,7 @@ from __future__ import annotations
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, Decimal
 from functools import cached_property, lru_cache
@@ -119,6 +119,10 @@ class BucketState:
     reserved: Decimal
 
 
+#: Told the buckets a settle took past their limit (when it did).
+Then = Callable[[list[Crossing]], None]
+
+
 class Ledger(ABC):
     """Budget figures shared by every call that goes through the same ledger."""
 
@@ -146,6 +150,13 @@ class Ledger(ABC):
     @abstractmethod
     async def settle(self, hold_id: str, holds: Sequence[Hold], actual: Sequence[int]) -> list[Crossing]:
         """Drop the holds and add `actual[i]` (ledger units) to the spending of `holds[i].bucket`."""
+
+    @abstractmethod
+    def settle_later(self, hold_id: str, holds: Sequence[Hold], actual: Sequence[int], then: Then) -> None:
+        """`settle` without waiting for it; `then(crossings)` if it took buckets past their limit."""
+
+    async def drain(self) -> None:
+        """Wait for the settles sent with `settle_later`."""
 
     async def renew(self, hold_id: str, holds: Sequence[Hold]) -> None:
         """Keep the holds of a call still in flight from lapsing."""
@@ -188,6 +199,11 @@ class MemoryLedger(Ledger):
 
     async def settle(self, hold_id: str, holds: Sequence[Hold], actual: Sequence[int]) -> list[Crossing]:
         return self.settle_now(holds, actual)
+
+    def settle_later(self, hold_id: str, holds: Sequence[Hold], actual: Sequence[int], then: Then) -> None:
+        crossings = self.settle_now(holds, actual)
+        if crossings:
+            then(crossings)
 
     def reserve_now(self, holds: Sequence[Hold]) -> Refusal | None:
         with self._lock:

@@ -14,7 +14,10 @@ period ends (never for `total`). Amounts are passed to Redis as integer strings 
 Lua as doubles, exact for limits below ~9 million currency units (`ledger.MAX_UNITS`).
 
 Commands go through `_redis.Redis`, a lean pipelining client (redis-py, even with hiredis, costs
-~100 µs more CPU per call than it: see its docstring): one EVALSHA per reserve and one per settle.
+~100 µs more CPU per call than it: see its docstring): one EVALSHA per reserve, which the call
+waits for, and one per event-loop turn for the settles of that turn (`settle_later`), which no
+call waits for: until it lands, a settled hold still counts as reserved (its worst case), so a
+late settle can only refuse early, never overspend.
 """
 
 from __future__ import annotations
@@ -31,9 +34,11 @@ from weakref import WeakKeyDictionary
 
 from ..errors import StoreError
 from ._redis import Address, Head, Redis, ReplyError, packed
-from .ledger import Bucket, BucketState, Crossing, Hold, Ledger, Refusal, from_units
+from .ledger import Bucket, BucketState, Crossing, Hold, Ledger, Refusal, Then, from_units
 
 log = logging.getLogger("keel.budgets")
+#: A settle waiting to be sent: hold id, holds, actual units, what to tell.
+Settle = tuple[str, Sequence[Hold], Sequence[int], Then | None]
 
 _PURGE = """
 local function purge(spend, holds, now)
@@ -81,25 +86,29 @@ end
 return {0}
 """
 
-#: KEYS as for RESERVE. ARGV: hold id; then per bucket: actual cost, limit, expire at.
-#: Returns per bucket: spent after, and 1 when this settle took it past its limit first.
+#: Settles one or more calls' holds. KEYS: per bucket of each call, spend and holds, in order.
+#: ARGV: per call: hold id, its number of buckets; then per bucket: actual cost, limit, expire at.
+#: Returns per bucket, in order: spent after, and 1 when this settle took it past its limit first.
 SETTLE = _PURGE + """
-local id = ARGV[1]
-local out = {}
-for i = 1, #KEYS / 2 do
-  local spend, holds, a = KEYS[2 * i - 1], KEYS[2 * i], 1 + (i - 1) * 3
-  if redis.call('ZREM', holds, id) == 1 then
-    local amount = redis.call('HGET', spend, 'h:' .. id)
-    if amount and amount ~= '0' then redis.call('HINCRBY', spend, 'reserved', '-' .. amount) end
-    redis.call('HDEL', spend, 'h:' .. id)
+local out, k, a = {}, 1, 1
+while a <= #ARGV do
+  local id, n = ARGV[a], tonumber(ARGV[a + 1])
+  a = a + 2
+  for _ = 1, n do
+    local spend, holds = KEYS[k], KEYS[k + 1]
+    if redis.call('ZREM', holds, id) == 1 then
+      local amount = redis.call('HGET', spend, 'h:' .. id)
+      if amount and amount ~= '0' then redis.call('HINCRBY', spend, 'reserved', '-' .. amount) end
+      redis.call('HDEL', spend, 'h:' .. id)
+    end
+    local spent = redis.call('HINCRBY', spend, 'spent', ARGV[a])
+    local crossed = 0
+    if spent > tonumber(ARGV[a + 1]) and redis.call('HSETNX', spend, 'alerted', '1') == 1 then crossed = 1 end
+    expire(spend, holds, ARGV[a + 2])
+    table.insert(out, spent)
+    table.insert(out, crossed)
+    k, a = k + 2, a + 3
   end
-  redis.call('HINCRBY', spend, 'spent', ARGV[a + 1])
-  local spent = redis.call('HGET', spend, 'spent')
-  local crossed = 0
-  if tonumber(spent) > tonumber(ARGV[a + 2]) and redis.call('HSETNX', spend, 'alerted', '1') == 1 then crossed = 1 end
-  expire(spend, holds, ARGV[a + 3])
-  table.insert(out, spent)
-  table.insert(out, crossed)
 end
 return out
 """
@@ -127,6 +136,9 @@ class RedisLedger(Ledger):
         #: (budget, period, scope) → its two keys; (script, keys…) → the packed EVALSHA, script and keys.
         self._keys_of: dict[tuple[str, str, str], tuple[str, str]] = {}
         self._heads: dict[tuple[str, ...], Head] = {}
+        #: Per event loop, the settles waiting for this turn's script call; the calls on their way.
+        self._queues: WeakKeyDictionary[asyncio.AbstractEventLoop, list[Settle]] = WeakKeyDictionary()
+        self._settling: set[asyncio.Future[Any]] = set()
 
     async def reserve(self, hold_id: str, holds: Sequence[Hold]) -> Refusal | None:
         now = time.time()
@@ -142,15 +154,23 @@ class RedisLedger(Ledger):
         return Refusal(refused, from_units(int(reply[1])), from_units(int(reply[2])))
 
     async def settle(self, hold_id: str, holds: Sequence[Hold], actual: Sequence[int]) -> list[Crossing]:
-        args: list[Any] = [hold_id]
-        for hold, units in zip(holds, actual, strict=True):
-            args += [units, hold.bucket.limit_units, _expire_at(hold.bucket)]
-        reply = await self._run(SETTLE, self._keys(holds), args)
-        return [
-            Crossing(hold.bucket, from_units(int(reply[2 * i])))
-            for i, hold in enumerate(holds)
-            if int(reply[2 * i + 1]) == 1
-        ]
+        settle = (hold_id, holds, actual, None)
+        return _crossings(holds, await self._run(SETTLE, self._keys(holds), _settle_args([settle])))
+
+    def settle_later(self, hold_id: str, holds: Sequence[Hold], actual: Sequence[int], then: Then) -> None:
+        """Queued: the settles of one event-loop turn go to Redis as one script call."""
+        queue = self._queues.setdefault(asyncio.get_running_loop(), [])
+        queue.append((hold_id, holds, actual, then))
+        if len(queue) == 1:
+            asyncio.get_running_loop().call_soon(self._send_settles)
+
+    async def drain(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self._queues.get(loop):
+            self._send_settles()
+        pending = [task for task in self._settling if task.get_loop() is loop]
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
 
     async def renew(self, hold_id: str, holds: Sequence[Hold]) -> None:
         keys = [self._key("holds", hold.bucket.budget, hold.bucket.period, hold.bucket.scope) for hold in holds]
@@ -176,6 +196,7 @@ class RedisLedger(Ledger):
             raise self._unreachable(exc) from exc
 
     async def aclose(self) -> None:
+        await self.drain()
         clients = list(self._clients.items())
         self._clients.clear()
         loop = asyncio.get_running_loop()
@@ -184,6 +205,29 @@ class RedisLedger(Ledger):
                 await client.aclose()
 
     # -- plumbing -----------------------------------------------------------------------------
+
+    def _send_settles(self) -> None:
+        batch = self._queues.pop(asyncio.get_running_loop(), [])
+        if not batch:
+            return
+        keys = [key for _, holds, _, _ in batch for key in self._keys(holds)]
+        sending = asyncio.ensure_future(self._run(SETTLE, keys, _settle_args(batch)))
+        self._settling.add(sending)
+        sending.add_done_callback(lambda done: self._settled(done, batch))
+
+    def _settled(self, done: "asyncio.Future[Any]", batch: list[Settle]) -> None:
+        self._settling.discard(done)
+        if done.cancelled():
+            return
+        if done.exception() is not None:  # the holds lapse after hold_ttl; their spending is lost
+            log.error("Could not settle budget holds %s: %s", ", ".join(s[0] for s in batch), done.exception())
+            return
+        reply, start = done.result(), 0
+        for _, holds, _, then in batch:
+            crossings = _crossings(holds, reply[start:start + 2 * len(holds)])
+            start += 2 * len(holds)
+            if crossings and then is not None:
+                then(crossings)
 
     def _keys(self, holds: Sequence[Hold]) -> list[str]:
         keys: list[str] = []
@@ -253,6 +297,20 @@ class RedisLedger(Ledger):
 
 
 _SHAS = {script: hashlib.sha1(script.encode()).hexdigest() for script in (RESERVE, SETTLE, RENEW)}
+
+
+def _settle_args(batch: list[Settle]) -> list[Any]:
+    args: list[Any] = []
+    for hold_id, holds, actual, _ in batch:
+        args += [hold_id, len(holds)]
+        for hold, units in zip(holds, actual, strict=True):
+            args += [units, hold.bucket.limit_units, _expire_at(hold.bucket)]
+    return args
+
+
+def _crossings(holds: Sequence[Hold], reply: Sequence[Any]) -> list[Crossing]:
+    """The buckets a settle took past their limit first, from its part of the script's reply."""
+    return [Crossing(hold.bucket, from_units(int(reply[2 * i]))) for i, hold in enumerate(holds) if int(reply[2 * i + 1]) == 1]
 
 
 def _unwaited(reply: "asyncio.Future[Any]") -> None:

@@ -48,7 +48,7 @@ from ..pipeline import Call, Stage
 from ..settings import BudgetSettings
 from ..types import ChatResponse, Chunk, Usage
 from .alerts import Alerts
-from .ledger import MAX_UNITS, Bucket, Hold, Ledger, Refusal, from_units, plain, to_units
+from .ledger import MAX_UNITS, Bucket, Crossing, Hold, Ledger, Refusal, from_units, plain, to_units
 from .plan import Plan, make_plan
 from .scope import Periods, Scope
 from .worst_case import Models, Priced, Rates, output_tokens, prompt_bound, prompt_tokens, worst_cost
@@ -114,9 +114,9 @@ class BudgetStage(Stage):
         try:
             response = await self.inner.complete(call)
         except BaseException as exc:
-            await claim.settle(None if _maybe_billed(exc) else 0)
+            claim.settle(None if _maybe_billed(exc) else 0)
             raise
-        await claim.settle(self._cost(call, response.usage, claim.at))
+        claim.settle(self._cost(call, response.usage, claim.at))
         return response
 
     def stream(self, call: Call) -> AsyncIterator[Chunk]:
@@ -126,6 +126,7 @@ class BudgetStage(Stage):
         return self._stream(call, labels)
 
     async def aclose(self) -> None:
+        await self.ledger.drain()  # the last settles, and the alerts they raise
         await self.alerts.drain()
         await self.ledger.aclose()
 
@@ -155,7 +156,7 @@ class BudgetStage(Stage):
                     actual = 0
                 else:
                     actual = None
-                await claim.settle(actual)
+                claim.settle(actual)
 
     def _labels(self, call: Call) -> Labels | None:
         """Each budget's scope value for this call (None where it does not count); None if no budget counts it."""
@@ -264,8 +265,10 @@ class BudgetStage(Stage):
             log.warning("Soft budget %r cannot count calls to model %s: no price is known for it. %s",
                         budget.name, model.describe(), _how_to_price(model))
 
-    def _budget(self, name: str) -> BudgetSettings:
-        return next(budget for budget, _ in self.budgets if budget.name == name)
+    def _alert(self, crossings: list[Crossing]) -> None:
+        for crossing in crossings:
+            budget = next(budget for budget, _ in self.budgets if budget.name == crossing.bucket.budget)
+            self.alerts.crossed(budget, crossing)
 
 
 class _Claim:
@@ -277,7 +280,7 @@ class _Claim:
         if holds and stage.ledger.holds_lapse:
             self._schedule_renewal()
 
-    async def settle(self, actual: int | None) -> None:
+    def settle(self, actual: int | None) -> None:
         """Drop the holds and add `actual` ledger units (None: each hold's worst case) to every bucket."""
         if self._timer is not None:
             self._timer.cancel()
@@ -286,17 +289,10 @@ class _Claim:
             return
         holds, self.holds = self.holds, []
         amounts = [hold.units if actual is None else actual for hold in holds]
-        ledger = self.stage.ledger
-        try:
-            if ledger.local:
-                crossings = ledger.settle_now(holds, amounts)
-            else:  # shielded: a caller that goes away mid-settle must not leave the hold behind
-                crossings = await asyncio.shield(ledger.settle(self.hold_id, holds, amounts))
-        except Exception as exc:  # the call is done: its answer must not be lost to the ledger
-            log.error("Could not settle budget holds %s (%s): %s", self.hold_id, ", ".join(h.bucket.budget for h in holds), exc)
-            return
-        for crossing in crossings:
-            self.stage.alerts.crossed(self.stage._budget(crossing.bucket.budget), crossing)
+        # Not waited for: the call's answer is ready, and a settle still on its way only keeps
+        # the worst case held a moment longer. Nothing here awaits, so a cancelled caller
+        # cannot leave the holds behind.
+        self.stage.ledger.settle_later(self.hold_id, holds, amounts, self.stage._alert)
 
     def _schedule_renewal(self) -> None:
         loop = asyncio.get_running_loop()
