@@ -142,6 +142,7 @@ async def scenario(project: Path, up: OpenAIUpstream, limit: Decimal, ledger: Le
 
     try:
         outcomes = await asyncio.gather(*(one() for _ in range(calls)), return_exceptions=True)
+        await ledger.drain()  # spending on a Redis lease reaches Redis at the lease's next flush
         [row] = await budget_status(settings, ledger)
         return outcomes, row
     finally:

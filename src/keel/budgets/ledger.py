@@ -128,8 +128,6 @@ class Ledger(ABC):
 
     #: Seconds an unsettled hold lasts unless renewed (what a crashed process can leave behind).
     hold_ttl: float = 900.0
-    #: Whether holds lapse (and so whether live calls need to `renew` them).
-    holds_lapse: bool = False
     #: Whether the ledger is in this process (no I/O): it then also offers `reserve_now` and
     #: `settle_now`, which the stage calls without awaiting (and a cancelled caller cannot
     #: interrupt them).
@@ -157,6 +155,11 @@ class Ledger(ABC):
 
     async def drain(self) -> None:
         """Wait for the settles sent with `settle_later`."""
+
+    def take_now(self, hold_id: str, holds: Sequence[Hold]) -> bool:
+        """Place the holds without I/O when the ledger can (True); else the caller awaits
+        `reserve`. Holds placed so do not need renewing."""
+        return False
 
     async def renew(self, hold_id: str, holds: Sequence[Hold]) -> None:
         """Keep the holds of a call still in flight from lapsing."""

@@ -27,6 +27,7 @@ import hashlib
 import logging
 import os
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import quote, unquote
@@ -34,6 +35,7 @@ from weakref import WeakKeyDictionary
 
 from ..errors import StoreError
 from ._redis import Address, Head, Redis, ReplyError, packed
+from .leases import FLUSH_INTERVAL, HEADROOM_FACTOR, IDLE_RELEASE, Lease, LeaseBook
 from .ledger import Bucket, BucketState, Crossing, Hold, Ledger, Refusal, Then, from_units
 
 log = logging.getLogger("keel.budgets")
@@ -86,6 +88,22 @@ end
 return {0}
 """
 
+#: Adds to a lease (leases.py) while the bucket's headroom is at least HEADROOM_FACTOR times it.
+#: KEYS: spend, holds. ARGV: now, lease id, lapses at, units, limit, expire at. Returns the units granted.
+LEASE = _PURGE + """
+local spend, holds, id, want = KEYS[1], KEYS[2], ARGV[2], tonumber(ARGV[4])
+purge(spend, holds, ARGV[1])
+local spent = tonumber(redis.call('HGET', spend, 'spent') or '0')
+local reserved = tonumber(redis.call('HGET', spend, 'reserved') or '0')
+if tonumber(ARGV[5]) - spent - reserved < want * HEADROOM_FACTOR then return 0 end
+redis.call('HINCRBY', spend, 'reserved', want)
+redis.call('HINCRBY', spend, 'spent', '0')
+redis.call('HINCRBY', spend, 'h:' .. id, want)
+redis.call('ZADD', holds, ARGV[3], id)
+expire(spend, holds, ARGV[6])
+return want
+""".replace("HEADROOM_FACTOR", str(HEADROOM_FACTOR))
+
 #: Settles one or more calls' holds. KEYS: per bucket of each call, spend and holds, in order.
 #: ARGV: per call: hold id, its number of buckets; then per bucket: actual cost, limit, expire at.
 #: Returns per bucket, in order: spent after, and 1 when this settle took it past its limit first.
@@ -113,6 +131,33 @@ end
 return out
 """
 
+#: Moves a lease's settled spending to `spent`. KEYS: spend, holds. ARGV: lease id, units spent,
+#: give the rest back (1/0), limit, expire at, lapses at.
+#: Returns {spent after, 1 if this took the bucket past its limit first, units the lease still holds}.
+FLUSH = """
+local spend, holds, id = KEYS[1], KEYS[2], ARGV[1]
+local held = tonumber(redis.call('HGET', spend, 'h:' .. id) or '0')
+local drop = tonumber(ARGV[2])
+if ARGV[3] == '1' or drop > held then drop = held end
+if drop > 0 then redis.call('HINCRBY', spend, 'reserved', -drop) end
+local left = held - drop
+if left > 0 then
+  redis.call('HSET', spend, 'h:' .. id, left)
+  redis.call('ZADD', holds, ARGV[6], id)
+else
+  redis.call('HDEL', spend, 'h:' .. id)
+  redis.call('ZREM', holds, id)
+end
+local spent = redis.call('HINCRBY', spend, 'spent', ARGV[2])
+local crossed = 0
+if spent > tonumber(ARGV[4]) and redis.call('HSETNX', spend, 'alerted', '1') == 1 then crossed = 1 end
+if ARGV[5] ~= '0' then
+  redis.call('EXPIREAT', spend, ARGV[5])
+  redis.call('EXPIREAT', holds, ARGV[5])
+end
+return {spent, crossed, left}
+"""
+
 #: KEYS: holds_1, holds_2, … ARGV: hold id, lapses at. Moves the lapse time of a live hold.
 RENEW = """
 for i = 1, #KEYS do redis.call('ZADD', KEYS[i], 'XX', ARGV[2], ARGV[1]) end
@@ -123,7 +168,6 @@ return 0
 class RedisLedger(Ledger):
     """Budgets shared through Redis at `url`, under keys starting with `prefix`."""
 
-    holds_lapse = True
 
     def __init__(self, url: str, prefix: str = "keel:budget", *, hold_ttl: float = 900.0, timeout: float = 5.0) -> None:
         self.url = url
@@ -139,8 +183,24 @@ class RedisLedger(Ledger):
         #: Per event loop, the settles waiting for this turn's script call; the calls on their way.
         self._queues: WeakKeyDictionary[asyncio.AbstractEventLoop, list[Settle]] = WeakKeyDictionary()
         self._settling: set[asyncio.Future[Any]] = set()
+        #: Per event loop, this process's leases and the timer of their next flush (leases.py).
+        self._books: WeakKeyDictionary[asyncio.AbstractEventLoop, LeaseBook] = WeakKeyDictionary()
+        self._flushing: WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.TimerHandle] = WeakKeyDictionary()
+        self._lease_prefix = f"{os.getpid()}-{os.urandom(4).hex()}-"
+        self._then: Then | None = None
+        self._last_book: tuple[Callable[[], Any], LeaseBook] = (lambda: None, LeaseBook(""))
+
+    def take_now(self, hold_id: str, holds: Sequence[Hold]) -> bool:
+        """From this process's leases (leases.py), topping them up in the background when low."""
+        book = self._book()
+        taken = book.take(hold_id, holds)
+        for lease, units in book.to_lease(holds):
+            self._lease(book, lease, units)
+        return taken
 
     async def reserve(self, hold_id: str, holds: Sequence[Hold]) -> Refusal | None:
+        if self.take_now(hold_id, holds):
+            return None
         now = time.time()
         args: list[Any] = [repr(now), hold_id, repr(now + self.hold_ttl)]
         for hold in holds:
@@ -154,22 +214,47 @@ class RedisLedger(Ledger):
         return Refusal(refused, from_units(int(reply[1])), from_units(int(reply[2])))
 
     async def settle(self, hold_id: str, holds: Sequence[Hold], actual: Sequence[int]) -> list[Crossing]:
+        if self._book().settle(hold_id, actual):
+            return []  # on a lease: its bucket's crossing, if any, is told at the flush
         settle = (hold_id, holds, actual, None)
         return _crossings(holds, await self._run(SETTLE, self._keys(holds), _settle_args([settle])))
 
     def settle_later(self, hold_id: str, holds: Sequence[Hold], actual: Sequence[int], then: Then) -> None:
-        """Queued: the settles of one event-loop turn go to Redis as one script call."""
+        """Queued: the settles of one event-loop turn go to Redis as one script call (a settle on
+        leases waits for their next flush)."""
+        self._then = then
+        if self._book().settle(hold_id, actual):
+            return
         queue = self._queues.setdefault(asyncio.get_running_loop(), [])
         queue.append((hold_id, holds, actual, then))
         if len(queue) == 1:
             asyncio.get_running_loop().call_soon(self._send_settles)
 
-    async def drain(self) -> None:
+    async def idle(self) -> None:
+        """Wait for what is on its way to Redis in the background (settles, leases, flushes)."""
         loop = asyncio.get_running_loop()
         if self._queues.get(loop):
             self._send_settles()
-        pending = [task for task in self._settling if task.get_loop() is loop]
-        if pending:
+        while pending := [task for task in self._settling if task.get_loop() is loop]:
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    async def drain(self) -> None:
+        """Send the settles queued and the spending on leases, give the leases back, and wait."""
+        loop = asyncio.get_running_loop()
+        book = self._books.get(loop)
+        for _ in range(3):  # a lease being flushed or topped up is given back on the next round
+            timer = self._flushing.pop(loop, None)
+            if timer is not None:
+                timer.cancel()
+            if book is not None:
+                for lease in book.leases.values():
+                    lease.used_at = -IDLE_RELEASE  # idle: given back as soon as no call holds it
+                self._flush_leases(again=False)
+            if self._queues.get(loop):
+                self._send_settles()
+            pending = [task for task in self._settling if task.get_loop() is loop]
+            if not pending:
+                break
             await asyncio.gather(*pending, return_exceptions=True)
 
     async def renew(self, hold_id: str, holds: Sequence[Hold]) -> None:
@@ -205,6 +290,69 @@ class RedisLedger(Ledger):
                 await client.aclose()
 
     # -- plumbing -----------------------------------------------------------------------------
+
+    def _book(self) -> LeaseBook:
+        loop = asyncio.get_running_loop()
+        last_loop, book = self._last_book
+        if last_loop() is loop:  # on the request path: skip the weak dictionary's lookup
+            return book
+        book = self._books.get(loop)
+        if book is None:
+            book = self._books[loop] = LeaseBook(self._lease_prefix)
+        self._last_book = (weakref.ref(loop), book)
+        return book
+
+    def _lease(self, book: LeaseBook, lease: Lease, units: int) -> None:
+        """Ask Redis for `units` more on `lease`, in the background."""
+        b, now = lease.bucket, time.time()
+        args = [repr(now), lease.id, repr(now + self.hold_ttl), units, b.limit_units, _expire_at(b)]
+        asking = asyncio.ensure_future(self._run(LEASE, self._keys([Hold(b, 0)]), args))
+        self._settling.add(asking)
+        asking.add_done_callback(lambda done: self._leased(done, book, lease))
+
+    def _leased(self, done: "asyncio.Future[Any]", book: LeaseBook, lease: Lease) -> None:
+        self._settling.discard(done)
+        failed = done.cancelled() or done.exception() is not None
+        if failed and not done.cancelled():
+            log.warning("Could not lease budget %r: %s", lease.bucket.budget, done.exception())
+        book.leased(lease, None if failed else int(done.result()))
+        if not failed and int(done.result()):
+            self._schedule_flush()
+
+    def _schedule_flush(self) -> None:
+        loop = asyncio.get_running_loop()
+        if loop not in self._flushing:
+            self._flushing[loop] = loop.call_later(FLUSH_INTERVAL, self._flush_leases)
+
+    def _flush_leases(self, again: bool = True) -> None:
+        """Move the spending settled on leases to Redis, renew them, give back those not needed;
+        `again` in FLUSH_INTERVAL while there are leases."""
+        loop = asyncio.get_running_loop()
+        self._flushing.pop(loop, None)
+        book = self._books.get(loop)
+        if book is None:
+            return
+        now = time.time()
+        for lease, units, release in book.due(self.hold_ttl / 3):
+            b = lease.bucket
+            args = [lease.id, units, int(release), b.limit_units, _expire_at(b), repr(now + self.hold_ttl)]
+            sending = asyncio.ensure_future(self._run(FLUSH, list(self._keys([Hold(b, 0)])), args))
+            self._settling.add(sending)
+            sending.add_done_callback(lambda done, lease=lease: self._lease_flushed(done, book, lease))
+        if book.leases and again:
+            self._schedule_flush()
+
+    def _lease_flushed(self, done: "asyncio.Future[Any]", book: LeaseBook, lease: Lease) -> None:
+        self._settling.discard(done)
+        if done.cancelled() or done.exception() is not None:
+            if not done.cancelled():
+                log.warning("Could not flush budget lease %s: %s", lease.id, done.exception())
+            book.flushed(lease, None)
+            return
+        spent, crossed, left = (int(value) for value in done.result())
+        book.flushed(lease, left)
+        if crossed and self._then is not None:
+            self._then([Crossing(lease.bucket, from_units(spent))])
 
     def _send_settles(self) -> None:
         batch = self._queues.pop(asyncio.get_running_loop(), [])
@@ -296,7 +444,7 @@ class RedisLedger(Ledger):
         )
 
 
-_SHAS = {script: hashlib.sha1(script.encode()).hexdigest() for script in (RESERVE, SETTLE, RENEW)}
+_SHAS = {script: hashlib.sha1(script.encode()).hexdigest() for script in (RESERVE, LEASE, SETTLE, FLUSH, RENEW)}
 
 
 def _settle_args(batch: list[Settle]) -> list[Any]:

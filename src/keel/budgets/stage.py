@@ -191,19 +191,25 @@ class BudgetStage(Stage):
             holds = self._holds(call, self._matched(labels), self.models(call.target), bound, at)
         ledger = self.ledger
         hold_id = "" if ledger.local else f"{self._hold_prefix}{next(self._hold_count):x}"
+        renew = False  # holds placed in a shared ledger lapse unless renewed; local or leased ones do not
         try:
-            refusal = ledger.reserve_now(holds) if ledger.local else await ledger.reserve(hold_id, holds)
+            if ledger.local:
+                refusal = ledger.reserve_now(holds)
+            elif ledger.take_now(hold_id, holds):
+                refusal = None
+            else:
+                refusal, renew = await ledger.reserve(hold_id, holds), True
             if refusal is not None:
                 holds, refusal = await self._recount(call, labels, hold_id, holds, refusal, bound, at)
         except StoreError as exc:
             if any(hold.bucket.hard for hold in holds):
                 raise
             log.warning("Soft budgets not counted for call %s: %s", call.trace_id, exc)
-            return _Claim(self, "", [], at)
+            return _Claim(self, "", [], at, False)
         if refusal is not None:
             raise _exceeded(refusal)
         call.notes["budgets"] = [{"budget": h.bucket.budget, "scope": h.bucket.scope, "reserved": _shown(h.units)} for h in holds]
-        return _Claim(self, hold_id, holds, at)
+        return _Claim(self, hold_id, holds, at, renew)
 
     async def _recount(self, call: Call, labels: Labels, hold_id: str, holds: list[Hold], refusal: Refusal,
                        bound: int, at: float) -> tuple[list[Hold], Refusal | None]:
@@ -274,10 +280,10 @@ class BudgetStage(Stage):
 class _Claim:
     """The holds one call placed, until it settles them (once)."""
 
-    def __init__(self, stage: BudgetStage, hold_id: str, holds: list[Hold], at: float) -> None:
+    def __init__(self, stage: BudgetStage, hold_id: str, holds: list[Hold], at: float, renew: bool) -> None:
         self.stage, self.hold_id, self.holds, self.at = stage, hold_id, holds, at
         self._timer: asyncio.TimerHandle | None = None
-        if holds and stage.ledger.holds_lapse:
+        if holds and renew:
             self._schedule_renewal()
 
     def settle(self, actual: int | None) -> None:

@@ -1,0 +1,161 @@
+"""Leases: a share of a bucket's headroom that one process reserves in Redis and hands out to its
+calls without asking Redis each time.
+
+A call far from its budget's limit should not pay a Redis round trip to learn that it fits. So
+a process leases each bucket it uses: `LEASE_CALLS` holds of its calls' size, reserved in Redis
+under the process's lease id like any hold, asked for in the background (no call waits for it)
+when less than half a lease is left. Redis grants it only while the bucket's headroom (limit −
+spent − reserved, leases included) is at least `HEADROOM_FACTOR` times the lease, so near a limit
+there are no leases and every call reserves in Redis, exactly as without them. Calls whose holds
+fit in their buckets' leases take them here, and settle here; the spending is flushed to Redis
+every `FLUSH_INTERVAL` seconds, moving it from the lease's reservation to `spent`.
+
+What holds: a lease is a reservation in Redis, so a hard limit is never passed, whatever every
+process's calls do with their leases. What it costs: another process's unused lease can make a
+call near the limit be refused while money is left; a lease is small against the headroom it was
+granted from (at most 1/`HEADROOM_FACTOR` of it), is given back as soon as Redis grants no more
+(or after `IDLE_RELEASE` seconds unused, or on close), and lapses with the process like any hold.
+Spending in a process that dies before its flush is not counted (at most `FLUSH_INTERVAL`'s).
+
+This module keeps the figures; `RedisLedger` does the talking.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from .ledger import Bucket, Hold
+
+#: Holds of the asking call's size that a lease is asked for.
+LEASE_CALLS = 32
+#: A lease is granted only while the headroom left is at least this many times the lease.
+HEADROOM_FACTOR = 64
+#: Seconds between flushes of the spending settled on leases.
+FLUSH_INTERVAL = 0.05
+#: Seconds unused after which a lease is given back.
+IDLE_RELEASE = 1.0
+
+
+@dataclass
+class Lease:
+    """This process's share of one bucket, in ledger units."""
+
+    id: str
+    bucket: Bucket
+    #: Reserved in Redis under `id`, as far as this process knows.
+    granted: int = 0
+    #: Taken by calls in flight.
+    held: int = 0
+    #: Settled by calls, not yet flushed to Redis.
+    unflushed: int = 0
+    #: A flush of this many units is on its way.
+    flushing: int = 0
+    #: A top-up is on its way (one at a time).
+    asking: bool = False
+    #: Being given back (Redis granted no top-up, or unused): no call takes from it.
+    closing: bool = False
+    #: Redis granted no top-up: not asked again before (monotonic time).
+    denied_until: float = 0.0
+    used_at: float = field(default_factory=time.monotonic)
+    renewed_at: float = field(default_factory=time.monotonic)
+
+    @property
+    def free(self) -> int:
+        return self.granted - self.held - self.unflushed - self.flushing
+
+
+class LeaseBook:
+    """The leases of one process (one event loop), by bucket key; no I/O, no awaiting."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self.leases: dict[tuple[str, str, str], Lease] = {}
+        #: Hold id → the units each of its holds took from the leases.
+        self.taken: dict[str, Sequence[Hold]] = {}
+        self._count = 0
+
+    def take(self, hold_id: str, holds: Sequence[Hold]) -> bool:
+        """Every hold from its bucket's lease, or none (False: ask Redis)."""
+        leases = [self.leases.get(hold.bucket.key) for hold in holds]
+        for hold, lease in zip(holds, leases, strict=True):
+            if lease is None or lease.closing or lease.free < hold.units:
+                return False
+        now = time.monotonic()
+        for hold, lease in zip(holds, leases, strict=True):
+            lease.held += hold.units  # type: ignore[union-attr]
+            lease.used_at = now  # type: ignore[union-attr]
+        self.taken[hold_id] = holds
+        return True
+
+    def settle(self, hold_id: str, actual: Sequence[int]) -> bool:
+        """Settle a call whose holds came from leases (False: they did not)."""
+        holds = self.taken.pop(hold_id, None)
+        if holds is None:
+            return False
+        for hold, units in zip(holds, actual, strict=True):
+            lease = self.leases[hold.bucket.key]
+            lease.held -= hold.units
+            lease.unflushed += units
+        return True
+
+    def to_lease(self, holds: Sequence[Hold]) -> list[tuple[Lease, int]]:
+        """The leases to ask for (topped up) now, for calls like this one: (lease, units). Asked
+        when less than half a lease is free, one request at a time per lease, and not again
+        for `IDLE_RELEASE` seconds after Redis said no."""
+        out, now = [], time.monotonic()
+        for hold in holds:
+            lease = self.leases.get(hold.bucket.key)
+            if lease is None:
+                self._count += 1
+                lease = self.leases[hold.bucket.key] = Lease(f"{self.prefix}L{self._count:x}", hold.bucket)
+            want = hold.units * LEASE_CALLS
+            if lease.asking or want <= 0 or lease.free >= want // 2 or now < lease.denied_until:
+                continue
+            if lease.closing:
+                if lease.held or lease.granted:
+                    continue  # still being given back
+                lease.closing = False
+            lease.asking = True
+            out.append((lease, want))
+        return out
+
+    def leased(self, lease: Lease, grant: int | None) -> None:
+        """Redis granted `grant` units more (0: the bucket is too near its limit; None: failed)."""
+        lease.asking = False
+        if grant:
+            lease.granted += grant
+        elif grant == 0:
+            lease.closing, lease.denied_until = True, time.monotonic() + IDLE_RELEASE
+
+    def due(self, renew_every: float) -> list[tuple[Lease, int, bool]]:
+        """The flushes to send now: (lease, units spent to move from it, give the rest back?).
+        Marks them on their way; `flushed` takes Redis's answer."""
+        now, out = time.monotonic(), []
+        for lease in list(self.leases.values()):
+            if lease.flushing or lease.asking:
+                continue
+            idle = now - lease.used_at >= IDLE_RELEASE
+            release = (lease.closing or idle) and lease.held == 0
+            if not (lease.unflushed or release or now - lease.renewed_at >= renew_every):
+                continue
+            if release and not lease.granted and not lease.unflushed:
+                if now >= lease.denied_until:
+                    del self.leases[lease.bucket.key]  # nothing reserved: forget it
+                continue
+            lease.closing = lease.closing or release
+            lease.flushing, lease.unflushed, lease.renewed_at = lease.unflushed, 0, now
+            out.append((lease, lease.flushing, release))
+        return out
+
+    def flushed(self, lease: Lease, left: int | None) -> None:
+        """Redis moved the flush; `left` is what it still holds for the lease (None: the flush failed)."""
+        if left is None:
+            lease.unflushed += lease.flushing  # sent again next time
+        else:
+            lease.granted = left
+        lease.flushing = 0
+        if lease.closing and not lease.held and not lease.unflushed and not lease.granted \
+                and time.monotonic() >= lease.denied_until:
+            self.leases.pop(lease.bucket.key, None)
