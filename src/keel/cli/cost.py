@@ -93,7 +93,8 @@ def _m(value) -> str:  # type: ignore[no-untyped-def]
 
 
 def budgets() -> None:
-    """Spent, in flight and remaining for every configured budget in its current period."""
+    """Spent, held (by calls in flight, or leased to gateway workers) and remaining for every
+    configured budget in its current period."""
     import asyncio
 
     from ..budgets import budget_status, open_ledger
@@ -115,7 +116,7 @@ def budgets() -> None:
         finally:
             await ledger.aclose()
 
-    table = Table("budget", "scope", "period", "kind", "limit", "spent", "in flight", "remaining")
+    table = Table("budget", "scope", "period", "kind", "limit", "spent", "held", "remaining")
     for row in asyncio.run(read()):
         kind = "hard" if row["hard"] else "soft"
         table.add_row(row["budget"], str(row["scope"]), str(row["period"]), kind, *(f"${row[k]:.4f}" for k in ("limit", "spent", "reserved", "remaining")))
