@@ -22,6 +22,10 @@ figures are taken against that round's bare proxy, and medians over the rounds a
     share     (added with the budget - added without) / added without      target <= 10% at c=16
               (also from the targets' CPU time per request, /proc: less moved by other load)
 
+`--stage` measures instead the budget stage's own time per call in this process (over an inner
+stage that answers at once, best of the rounds), on each ledger: a figure that other work on the
+machine moves far less than the gateway's, which the same code costs more in (cache misses).
+
 `--clients` measures instead the Redis ledger's own client CPU per call (reserve + settle, the two
 EVALSHAs of a request near its limit, where there are no leases) in a loop against Redis, over keel's client (`budgets/_redis.py`) and over
 redis-py's asyncio client, with its pure-Python parser and with hiredis (when importable), at
@@ -244,6 +248,75 @@ def clients(url: str, rounds: int, calls: int = 10_000) -> None:
             print(f"  {name:<20}{_fmt(values, '.1f'):<24}{statistics.median(values) - mine:+.1f} vs _redis.py")
 
 
+def stage_alone(url: str | None, rounds: int, calls: int = 20_000) -> None:
+    """The budget stage's own time per call, in this process: the stage over an inner stage that
+    answers at once, against that inner stage alone (best of `rounds`), on each ledger."""
+    import asyncio
+
+    from keel import AsyncClient
+    from keel.budgets import BudgetStage, MemoryLedger, RedisLedger
+    from keel.budgets.worst_case import Candidates
+    from keel.pipeline import Call, Stage
+    from keel.settings import Settings
+    from keel.types import ChatRequest, ChatResponse
+
+    name = f"bench-{os.urandom(6).hex()}"
+    settings = Settings.model_validate({
+        "providers": {"mock": {"type": "openai", "base_url": "http://127.0.0.1:9/v1", "pricing_id": "openai"}},
+        "models": {"mock": {"provider": "mock", "model": "gpt-4o-mini"}},
+        "budgets": [{"name": name, "limit": "1000000", "period": "day", "hard": True}]})
+    answer = ChatResponse.model_validate({
+        "id": "a", "model": "gpt-4o-mini", "created": 0, "usage": {"prompt_tokens": 12, "completion_tokens": 30},
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}]})
+    request = ChatRequest.model_validate({"model": "mock", "max_tokens": 100, "messages": [{"role": "user", "content": "hello " * 10}]})
+
+    class Answers(Stage):
+        def __init__(self) -> None:
+            pass
+
+        async def complete(self, call: Call) -> ChatResponse:
+            return answer
+
+        def stream(self, call: Call):  # type: ignore[no-untyped-def]
+            raise NotImplementedError
+
+    async def per_call(stage: Stage, target: object) -> float:
+        started = time.perf_counter()
+        for i in range(calls):
+            await stage.complete(Call(request=request, target=target, trace_id="t"))  # type: ignore[arg-type]
+            if i % 8 == 0:
+                await asyncio.sleep(0)  # as a server's loop would: background work (lease top-ups, flushes) runs
+        return (time.perf_counter() - started) / calls * 1e6
+
+    async def measure(ledger: object) -> tuple[float, float]:
+        client = AsyncClient(settings, record=False)
+        target, inner = client.resolve("mock"), Answers()
+        budgeted = BudgetStage(inner, settings.budgets, ledger, client.prices, models=Candidates(settings))  # type: ignore[arg-type]
+        try:
+            await per_call(budgeted, target)  # warm: plans, leases
+            added = [await per_call(budgeted, target) - await per_call(inner, target) for _ in range(rounds)]
+            return min(added), await per_call(inner, target)
+        finally:
+            await budgeted.aclose()
+            await client.aclose()
+
+    ledgers = {"memory": MemoryLedger}
+    if url is not None:
+        ledgers["redis"] = lambda: RedisLedger(url, f"keel-bench:{name}")  # type: ignore[assignment,return-value]
+    print(f"budget stage alone, {calls:,} calls, best of {rounds} round(s):")
+    for kind, make in ledgers.items():
+        added, bare = asyncio.run(measure(make()))
+        print(f"  {kind:<8} +{added:.1f} µs per call (the inner stage alone: {bare:.1f} µs)")
+    if url is not None:
+        import redis
+
+        sync = redis.Redis.from_url(url)
+        keys = list(sync.scan_iter(match=f"keel-bench:{name}:*"))
+        if keys:
+            sync.delete(*keys)
+        sync.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per measured cell (default 10, max 120)")
@@ -251,7 +324,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="measure every target N times, report medians (default 3, max 10)")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0", help="Redis for the Redis ledger")
     parser.add_argument("--clients", action="store_true", help="only the Redis clients' CPU per reserve + settle")
+    parser.add_argument("--stage", action="store_true", help="only the budget stage's own time per call, in process")
     args = parser.parse_args()
+    if args.stage:
+        return stage_alone(None if redis_error(args.redis_url) else args.redis_url, min(max(args.rounds, 1), 10))
     if args.clients:
         problem = redis_error(args.redis_url)
         if problem:
