@@ -19,6 +19,8 @@ from upstreams import Fault, OpenAIUpstream
 import keel.cli as cli
 from keel import AsyncClient
 from keel.evals.runner import RunResult
+from keel.evals.suite import load_suite
+from keel.evals.summary import summarize
 from keel.store import open_store
 
 SHOUT = """  - name: shout
@@ -75,6 +77,8 @@ def test_a_rerun_of_an_unchanged_suite_asks_nothing_and_scores_the_same(project:
     assert second.run_id != first.run_id and not second.resumed and second.ran == second.cached == CALLS
     assert second.reused_from == first.run_id
     assert answers(second) == answers(first) and figures(second) == figures(first)
+    config = load_suite(path).config  # the summary carried over is the one its answers give
+    assert second.summary == summarize(results(second.run_id), config.thresholds.model_dump(), config.repeat)
     assert [cell["cached"] for cell in second.summary["cells"]] == [CALLS // 2] * 2
     assert {r["cached"] for r in results(first.run_id)} == {False}
     assert {r["cached"] for r in results(second.run_id)} == {True}

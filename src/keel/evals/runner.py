@@ -119,10 +119,14 @@ class EvalRunner:
         versions = self.prompt_versions()
         content, reusable = await run_key(self.client, self.suite, self.suite.content_hash(versions))
         run_id, resumed = self._start(resume, auto_resume, content, versions)
-        reused_from = None if resumed or not reusable else await asyncio.to_thread(self._reuse, run_id, content)
+        reused = None if resumed or not reusable else await asyncio.to_thread(self._reuse, run_id, content)
+        items = self.items()
+        if reused is not None and reused[1] == len(items):  # every answer carried over: so is the summary
+            return await self._carried_over(run_id, reused[0], len(items))
+        reused_from = reused[0]["id"] if reused is not None else None
         kept = self.store.eval_results(run_id) if resumed or reused_from else []
         done = {(r["case_id"], r["model"], r["prompt"], r["repeat"]) for r in kept}
-        todo = [item for item in self.items() if item.key not in done]
+        todo = [item for item in items if item.key not in done]
         if self.on_start is not None:
             self.on_start(len(todo) + len(done), len(done))
         writer = ResultWriter(self.store)
@@ -139,14 +143,23 @@ class EvalRunner:
             return RunResult(run_id, summary, False, 0, len(todo) + len(kept), cached + len(kept), reused_from)
         return RunResult(run_id, summary, resumed, len(done), len(todo), cached)
 
-    def _reuse(self, run_id: str, key: str) -> str | None:
-        """Start the new run with the answers of the last run of the same key (see keel.evals.reuse)."""
+    def _reuse(self, run_id: str, key: str) -> tuple[dict[str, Any], int] | None:
+        """Start the new run with the answers of the last run of the same key (see keel.evals.reuse):
+        that run, and how many answers came over."""
         if not (self.cache and self.client.settings.cache.enabled):
             return None
         source = self.store.reusable_eval_run(self.suite.name, key, time.time() - self.client.settings.cache.ttl)
-        if source is None or not self.store.copy_eval_results(source["id"], run_id):
-            return None
-        return str(source["id"])
+        copied = self.store.copy_eval_results(source["id"], run_id) if source is not None else 0
+        return (source, copied) if source is not None and copied else None
+
+    async def _carried_over(self, run_id: str, source: dict[str, Any], items: int) -> RunResult:
+        """Finish a run whose every answer came from `source`: its summary is the source's, each
+        answer now counted as from cache."""
+        if self.on_start is not None:
+            self.on_start(items, items)
+        summary = {**source["summary"], "cells": [{**cell, "cached": cell["items"]} for cell in source["summary"]["cells"]]}
+        await asyncio.to_thread(self.store.finish_eval_run, run_id, "finished", summary)
+        return RunResult(run_id, summary, False, 0, items, items, str(source["id"]))
 
     async def _interrupted(self, run_id: str, writer: "ResultWriter") -> None:
         """Keep every answer scored so far (a resume skips them), then mark the run interrupted."""
