@@ -96,6 +96,18 @@ def redis_buckets(url: str, budget: str, delete: bool = False) -> dict[str, dict
         client.close()
 
 
+def delete_keys(url: str, pattern: str) -> None:
+    import redis
+
+    client = redis.Redis.from_url(url)
+    try:
+        keys = list(client.scan_iter(match=pattern, count=1000))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
+
+
 def budget_notes(db: Path) -> int | None:
     """Traces in the store whose notes show a budget reservation (None: the store cannot be read)."""
     with contextlib.suppress(sqlite3.Error), contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)) as con:
@@ -184,7 +196,7 @@ def clients(url: str, rounds: int, calls: int = 10_000) -> None:
     from redis.asyncio.connection import _AsyncHiredisParser, _AsyncRESP2Parser
 
     from keel.budgets import Bucket, Hold, RedisLedger
-    from keel.budgets.redis_ledger import _SHAS
+    from keel.budgets.redis_scripts import SHAS
 
     class RedisPyLedger(RedisLedger):
         """The same ledger and scripts, its commands sent by redis-py."""
@@ -195,7 +207,7 @@ def clients(url: str, rounds: int, calls: int = 10_000) -> None:
 
         async def _run(self, script, keys, args, on_cancel=None):  # type: ignore[no-untyped-def]
             try:
-                return await self.pool.evalsha(_SHAS[script], len(keys), *keys, *args)
+                return await self.pool.evalsha(SHAS[script], len(keys), *keys, *args)
             except redis.exceptions.NoScriptError:
                 return await self.pool.eval(script, len(keys), *keys, *args)
 
@@ -235,11 +247,7 @@ def clients(url: str, rounds: int, calls: int = 10_000) -> None:
                 try:
                     found.setdefault((concurrency, name), []).append(uvloop.run(run(make(prefix), concurrency)))
                 finally:
-                    sync = redis.Redis.from_url(url)
-                    keys = list(sync.scan_iter(match=prefix + ":*"))
-                    if keys:
-                        sync.delete(*keys)
-                    sync.close()
+                    delete_keys(url, prefix + ":*")
     for concurrency in (1, 16):
         mine = statistics.median(found[concurrency, "keel _redis.py"])
         print(f"c={concurrency}")
@@ -248,23 +256,16 @@ def clients(url: str, rounds: int, calls: int = 10_000) -> None:
             print(f"  {name:<20}{_fmt(values, '.1f'):<24}{statistics.median(values) - mine:+.1f} vs _redis.py")
 
 
-def stage_alone(url: str | None, rounds: int, calls: int = 20_000) -> None:
-    """The budget stage's own time per call, in this process: the stage over an inner stage that
-    answers at once, against that inner stage alone (best of `rounds`), on each ledger."""
-    import asyncio
-
-    from keel import AsyncClient
-    from keel.budgets import BudgetStage, MemoryLedger, RedisLedger
-    from keel.budgets.worst_case import Candidates
+def _stage_inputs(budget: str) -> tuple:
+    """Settings with one hard budget, a request, its answer, and an inner stage that answers at once."""
     from keel.pipeline import Call, Stage
     from keel.settings import Settings
     from keel.types import ChatRequest, ChatResponse
 
-    name = f"bench-{os.urandom(6).hex()}"
     settings = Settings.model_validate({
         "providers": {"mock": {"type": "openai", "base_url": "http://127.0.0.1:9/v1", "pricing_id": "openai"}},
         "models": {"mock": {"provider": "mock", "model": "gpt-4o-mini"}},
-        "budgets": [{"name": name, "limit": "1000000", "period": "day", "hard": True}]})
+        "budgets": [{"name": budget, "limit": "1000000", "period": "day", "hard": True}]})
     answer = ChatResponse.model_validate({
         "id": "a", "model": "gpt-4o-mini", "created": 0, "usage": {"prompt_tokens": 12, "completion_tokens": 30},
         "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}]})
@@ -280,17 +281,33 @@ def stage_alone(url: str | None, rounds: int, calls: int = 20_000) -> None:
         def stream(self, call: Call):  # type: ignore[no-untyped-def]
             raise NotImplementedError
 
-    async def per_call(stage: Stage, target: object) -> float:
+    return settings, request, Answers()
+
+
+def stage_alone(url: str | None, rounds: int, calls: int = 20_000) -> None:
+    """The budget stage's own time per call, in this process: the stage over an inner stage that
+    answers at once, against that inner stage alone (best of `rounds`), on each ledger."""
+    import asyncio
+
+    from keel import AsyncClient
+    from keel.budgets import BudgetStage, MemoryLedger, RedisLedger
+    from keel.budgets.worst_case import Candidates
+    from keel.pipeline import Call
+
+    name = f"bench-{os.urandom(6).hex()}"
+    settings, request, inner = _stage_inputs(name)
+
+    async def per_call(stage: object, target: object) -> float:
         started = time.perf_counter()
         for i in range(calls):
-            await stage.complete(Call(request=request, target=target, trace_id="t"))  # type: ignore[arg-type]
+            await stage.complete(Call(request=request, target=target, trace_id="t"))  # type: ignore[attr-defined,arg-type]
             if i % 8 == 0:
                 await asyncio.sleep(0)  # as a server's loop would: background work (lease top-ups, flushes) runs
         return (time.perf_counter() - started) / calls * 1e6
 
     async def measure(ledger: object) -> tuple[float, float]:
         client = AsyncClient(settings, record=False)
-        target, inner = client.resolve("mock"), Answers()
+        target = client.resolve("mock")
         budgeted = BudgetStage(inner, settings.budgets, ledger, client.prices, models=Candidates(settings))  # type: ignore[arg-type]
         try:
             await per_call(budgeted, target)  # warm: plans, leases
@@ -308,13 +325,7 @@ def stage_alone(url: str | None, rounds: int, calls: int = 20_000) -> None:
         added, bare = asyncio.run(measure(make()))
         print(f"  {kind:<8} +{added:.1f} µs per call (the inner stage alone: {bare:.1f} µs)")
     if url is not None:
-        import redis
-
-        sync = redis.Redis.from_url(url)
-        keys = list(sync.scan_iter(match=f"keel-bench:{name}:*"))
-        if keys:
-            sync.delete(*keys)
-        sync.close()
+        delete_keys(url, f"keel-bench:{name}:*")
 
 
 def main() -> None:

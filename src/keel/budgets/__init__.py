@@ -5,8 +5,9 @@
     ├── worst_case.py    the most a call can cost, over its model and fallbacks
     ├── Ledger           spent and reserved per bucket (ledger.py), behind one interface:
     │   ├── MemoryLedger     this process only
-    │   └── RedisLedger      shared by gateway workers and hosts (Lua: check-and-reserve is atomic),
-    │                        over _redis.py, a lean pipelining Redis client for the request path
+    │   └── RedisLedger      shared by gateway workers and hosts (Lua: check-and-reserve is atomic,
+    │                        redis_scripts.py), over _redis.py, a lean pipelining Redis client;
+    │                        far from a limit, calls reserve on the process's leases (leases.py)
     ├── alerts.py        warning + webhook when a bucket first passes its limit
     └── budget_status    figures per bucket, for `keel budgets`
 

@@ -128,19 +128,6 @@ class Ledger(ABC):
 
     #: Seconds an unsettled hold lasts unless renewed (what a crashed process can leave behind).
     hold_ttl: float = 900.0
-    #: Whether the ledger is in this process (no I/O): it then also offers `reserve_now` and
-    #: `settle_now`, which the stage calls without awaiting (and a cancelled caller cannot
-    #: interrupt them).
-    local: bool = False
-
-    def reserve_now(self, holds: Sequence[Hold]) -> Refusal | None:
-        """`reserve`, at once (local ledgers only)."""
-        raise NotImplementedError
-
-    def settle_now(self, holds: Sequence[Hold], actual: Sequence[int]) -> list[Crossing]:
-        """`settle`, at once (local ledgers only)."""
-        raise NotImplementedError
-
     @abstractmethod
     async def reserve(self, hold_id: str, holds: Sequence[Hold]) -> Refusal | None:
         """Place every hold, or none: None when placed, else the first hard bucket that refused."""
@@ -157,8 +144,8 @@ class Ledger(ABC):
         """Wait for the settles sent with `settle_later`."""
 
     def take_now(self, hold_id: str, holds: Sequence[Hold]) -> bool:
-        """Place the holds without I/O when the ledger can (True); else the caller awaits
-        `reserve`. Holds placed so do not need renewing."""
+        """Place every hold without I/O or waiting, when the ledger can (True); else the caller
+        awaits `reserve`, which also says why it refused. Holds placed so need no renewing."""
         return False
 
     async def renew(self, hold_id: str, holds: Sequence[Hold]) -> None:
@@ -190,25 +177,26 @@ class MemoryLedger(Ledger):
     operation awaits while holding the lock. Buckets of past periods are dropped as they expire.
     Holds need no ids here: a call settles exactly the holds it placed, once."""
 
-    local = True
-
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._figures: dict[tuple[str, str, str], _Figures] = {}
         self._next_sweep = 0.0
 
+    def take_now(self, hold_id: str, holds: Sequence[Hold]) -> bool:
+        return self._reserve(holds) is None
+
     async def reserve(self, hold_id: str, holds: Sequence[Hold]) -> Refusal | None:
-        return self.reserve_now(holds)
+        return self._reserve(holds)
 
     async def settle(self, hold_id: str, holds: Sequence[Hold], actual: Sequence[int]) -> list[Crossing]:
-        return self.settle_now(holds, actual)
+        return self._settle(holds, actual)
 
     def settle_later(self, hold_id: str, holds: Sequence[Hold], actual: Sequence[int], then: Then) -> None:
-        crossings = self.settle_now(holds, actual)
+        crossings = self._settle(holds, actual)
         if crossings:
             then(crossings)
 
-    def reserve_now(self, holds: Sequence[Hold]) -> Refusal | None:
+    def _reserve(self, holds: Sequence[Hold]) -> Refusal | None:
         with self._lock:
             if time.time() >= self._next_sweep:
                 self._drop_expired()
@@ -220,7 +208,7 @@ class MemoryLedger(Ledger):
                 self._bucket(hold.bucket).reserved += hold.units
         return None
 
-    def settle_now(self, holds: Sequence[Hold], actual: Sequence[int]) -> list[Crossing]:
+    def _settle(self, holds: Sequence[Hold], actual: Sequence[int]) -> list[Crossing]:
         crossings = []
         with self._lock:
             for hold, units in zip(holds, actual, strict=True):

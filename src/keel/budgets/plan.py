@@ -4,9 +4,10 @@ Calls with the same target, the same scope values and the same output limit rese
 buckets at the same flat rates; only their prompts differ. A Plan keeps, for each matched budget,
 its bucket and, per candidate model, the input price per token and the fixed part of the worst
 case (output tokens × output price), in integer picodollars, so a call's holds cost one integer
-multiplication and one addition per model (Decimal arithmetic costs ten times as much). A plan lasts until the first of its buckets' periods ends or the UTC day ends (rates
-are resolved per day). Candidates without a flat rate (tiered or unknown prices, or a price finer than a picodollar per
-token) get no plan: the stage prices those calls one by one (`BudgetStage._holds`).
+multiplication and one addition per model (Decimal arithmetic costs ten times as much). A plan
+lasts until the first of its buckets' periods ends or the UTC day ends (rates are resolved per
+day). Candidates without a flat rate (tiered or unknown prices, or a price finer than a
+picodollar per token) get no plan: the stage prices those calls one by one (`BudgetStage._holds`).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ class Plan:
         assert self.entries is not None
         out = []
         for bucket, models in self.entries:
-            worst = max([prompt * rate + fixed for rate, fixed in models]) if len(models) > 1 else prompt * models[0][0] + models[0][1]
+            worst = max(prompt * rate + fixed for rate, fixed in models)
             out.append(Hold(bucket, -(-worst // PICOS_PER_UNIT)))  # rounded up: never undercounts
         return out
 

@@ -11,7 +11,8 @@ Per bucket, two keys (names and scope values percent-encoded):
 and, only if all fit, places every hold. `settle` removes the hold (unless it lapsed, in which
 case it no longer counts as reserved) and adds the real cost. Keys expire two days after their
 period ends (never for `total`). Amounts are passed to Redis as integer strings and compared in
-Lua as doubles, exact for limits below ~9 million currency units (`ledger.MAX_UNITS`).
+Lua as doubles, exact for limits below ~9 million currency units (`ledger.MAX_UNITS`). The
+scripts are in redis_scripts.py; far from a limit, most calls never reach them (leases.py).
 
 Commands go through `_redis.Redis`, a lean pipelining client (redis-py, even with hiredis, costs
 ~100 µs more CPU per call than it: see its docstring): one EVALSHA per reserve, which the call
@@ -23,7 +24,6 @@ late settle can only refuse early, never overspend.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import os
 import time
@@ -35,134 +35,13 @@ from weakref import WeakKeyDictionary
 
 from ..errors import StoreError
 from ._redis import Address, Head, Redis, ReplyError, packed
-from .leases import FLUSH_INTERVAL, HEADROOM_FACTOR, IDLE_RELEASE, Lease, LeaseBook
+from .leases import FLUSH_INTERVAL, IDLE_RELEASE, Lease, LeaseBook
 from .ledger import Bucket, BucketState, Crossing, Hold, Ledger, Refusal, Then, from_units
+from .redis_scripts import FLUSH, LEASE, RENEW, RESERVE, SETTLE, SHAS
 
 log = logging.getLogger("keel.budgets")
 #: A settle waiting to be sent: hold id, holds, actual units, what to tell.
 Settle = tuple[str, Sequence[Hold], Sequence[int], Then | None]
-
-_PURGE = """
-local function purge(spend, holds, now)
-  local lapsed = redis.call('ZRANGEBYSCORE', holds, '-inf', now)
-  for _, id in ipairs(lapsed) do
-    local amount = redis.call('HGET', spend, 'h:' .. id)
-    if amount and amount ~= '0' then redis.call('HINCRBY', spend, 'reserved', '-' .. amount) end
-    redis.call('HDEL', spend, 'h:' .. id)
-  end
-  if #lapsed > 0 then redis.call('ZREMRANGEBYSCORE', holds, '-inf', now) end
-end
-local function expire(spend, holds, at)
-  if at ~= '0' then
-    redis.call('EXPIREAT', spend, at)
-    redis.call('EXPIREAT', holds, at)
-  end
-end
-"""
-
-#: KEYS: spend_1, holds_1, spend_2, holds_2, …
-#: ARGV: now, hold id, hold lapses at; then per bucket: amount, limit, hard (1/0), expire at (0: never)
-#: Returns {0} when every hold was placed, else {i, spent, reserved} of the bucket that refused.
-RESERVE = _PURGE + """
-local now, id, lapses = ARGV[1], ARGV[2], ARGV[3]
-local n = #KEYS / 2
-for i = 1, n do
-  local spend, holds, a = KEYS[2 * i - 1], KEYS[2 * i], 3 + (i - 1) * 4
-  purge(spend, holds, now)
-  if ARGV[a + 3] == '1' then
-    local spent = redis.call('HGET', spend, 'spent') or '0'
-    local reserved = redis.call('HGET', spend, 'reserved') or '0'
-    if tonumber(spent) + tonumber(reserved) + tonumber(ARGV[a + 1]) > tonumber(ARGV[a + 2]) then
-      return {i, spent, reserved}
-    end
-  end
-end
-for i = 1, n do
-  local spend, holds, a = KEYS[2 * i - 1], KEYS[2 * i], 3 + (i - 1) * 4
-  redis.call('HINCRBY', spend, 'reserved', ARGV[a + 1])
-  redis.call('HINCRBY', spend, 'spent', '0')
-  redis.call('HSET', spend, 'h:' .. id, ARGV[a + 1])
-  redis.call('ZADD', holds, lapses, id)
-  expire(spend, holds, ARGV[a + 4])
-end
-return {0}
-"""
-
-#: Adds to a lease (leases.py) while the bucket's headroom is at least HEADROOM_FACTOR times it.
-#: KEYS: spend, holds. ARGV: now, lease id, lapses at, units, limit, expire at. Returns the units granted.
-LEASE = _PURGE + """
-local spend, holds, id, want = KEYS[1], KEYS[2], ARGV[2], tonumber(ARGV[4])
-purge(spend, holds, ARGV[1])
-local spent = tonumber(redis.call('HGET', spend, 'spent') or '0')
-local reserved = tonumber(redis.call('HGET', spend, 'reserved') or '0')
-if tonumber(ARGV[5]) - spent - reserved < want * HEADROOM_FACTOR then return 0 end
-redis.call('HINCRBY', spend, 'reserved', want)
-redis.call('HINCRBY', spend, 'spent', '0')
-redis.call('HINCRBY', spend, 'h:' .. id, want)
-redis.call('ZADD', holds, ARGV[3], id)
-expire(spend, holds, ARGV[6])
-return want
-""".replace("HEADROOM_FACTOR", str(HEADROOM_FACTOR))
-
-#: Settles one or more calls' holds. KEYS: per bucket of each call, spend and holds, in order.
-#: ARGV: per call: hold id, its number of buckets; then per bucket: actual cost, limit, expire at.
-#: Returns per bucket, in order: spent after, and 1 when this settle took it past its limit first.
-SETTLE = _PURGE + """
-local out, k, a = {}, 1, 1
-while a <= #ARGV do
-  local id, n = ARGV[a], tonumber(ARGV[a + 1])
-  a = a + 2
-  for _ = 1, n do
-    local spend, holds = KEYS[k], KEYS[k + 1]
-    if redis.call('ZREM', holds, id) == 1 then
-      local amount = redis.call('HGET', spend, 'h:' .. id)
-      if amount and amount ~= '0' then redis.call('HINCRBY', spend, 'reserved', '-' .. amount) end
-      redis.call('HDEL', spend, 'h:' .. id)
-    end
-    local spent = redis.call('HINCRBY', spend, 'spent', ARGV[a])
-    local crossed = 0
-    if spent > tonumber(ARGV[a + 1]) and redis.call('HSETNX', spend, 'alerted', '1') == 1 then crossed = 1 end
-    expire(spend, holds, ARGV[a + 2])
-    table.insert(out, spent)
-    table.insert(out, crossed)
-    k, a = k + 2, a + 3
-  end
-end
-return out
-"""
-
-#: Moves a lease's settled spending to `spent`. KEYS: spend, holds. ARGV: lease id, units spent,
-#: give the rest back (1/0), limit, expire at, lapses at.
-#: Returns {spent after, 1 if this took the bucket past its limit first, units the lease still holds}.
-FLUSH = """
-local spend, holds, id = KEYS[1], KEYS[2], ARGV[1]
-local held = tonumber(redis.call('HGET', spend, 'h:' .. id) or '0')
-local drop = tonumber(ARGV[2])
-if ARGV[3] == '1' or drop > held then drop = held end
-if drop > 0 then redis.call('HINCRBY', spend, 'reserved', -drop) end
-local left = held - drop
-if left > 0 then
-  redis.call('HSET', spend, 'h:' .. id, left)
-  redis.call('ZADD', holds, ARGV[6], id)
-else
-  redis.call('HDEL', spend, 'h:' .. id)
-  redis.call('ZREM', holds, id)
-end
-local spent = redis.call('HINCRBY', spend, 'spent', ARGV[2])
-local crossed = 0
-if spent > tonumber(ARGV[4]) and redis.call('HSETNX', spend, 'alerted', '1') == 1 then crossed = 1 end
-if ARGV[5] ~= '0' then
-  redis.call('EXPIREAT', spend, ARGV[5])
-  redis.call('EXPIREAT', holds, ARGV[5])
-end
-return {spent, crossed, left}
-"""
-
-#: KEYS: holds_1, holds_2, … ARGV: hold id, lapses at. Moves the lapse time of a live hold.
-RENEW = """
-for i = 1, #KEYS do redis.call('ZADD', KEYS[i], 'XX', ARGV[2], ARGV[1]) end
-return 0
-"""
 
 
 class RedisLedger(Ledger):
@@ -178,7 +57,7 @@ class RedisLedger(Ledger):
         # A Redis client belongs to the event loop it was made in: one per loop, made on first use.
         self._clients: WeakKeyDictionary[asyncio.AbstractEventLoop, Redis] = WeakKeyDictionary()
         #: (budget, period, scope) → its two keys; (script, keys…) → the packed EVALSHA, script and keys.
-        self._keys_of: dict[tuple[str, str, str], tuple[str, str]] = {}
+        self._keys_of: dict[tuple[str, str, str], list[str]] = {}
         self._heads: dict[tuple[str, ...], Head] = {}
         #: Per event loop, the settles waiting for this turn's script call; the calls on their way.
         self._queues: WeakKeyDictionary[asyncio.AbstractEventLoop, list[Settle]] = WeakKeyDictionary()
@@ -241,21 +120,18 @@ class RedisLedger(Ledger):
     async def drain(self) -> None:
         """Send the settles queued and the spending on leases, give the leases back, and wait."""
         loop = asyncio.get_running_loop()
-        book = self._books.get(loop)
         for _ in range(3):  # a lease being flushed or topped up is given back on the next round
             timer = self._flushing.pop(loop, None)
             if timer is not None:
                 timer.cancel()
-            if book is not None:
-                for lease in book.leases.values():
-                    lease.used_at = -IDLE_RELEASE  # idle: given back as soon as no call holds it
-                self._flush_leases(again=False)
-            if self._queues.get(loop):
-                self._send_settles()
-            pending = [task for task in self._settling if task.get_loop() is loop]
-            if not pending:
+            book = self._books.get(loop)
+            if book is None or not book.leases:
                 break
-            await asyncio.gather(*pending, return_exceptions=True)
+            for lease in book.leases.values():
+                lease.used_at = -IDLE_RELEASE  # idle: given back as soon as no call holds it
+            self._flush_leases(again=False)
+            await self.idle()
+        await self.idle()
 
     async def renew(self, hold_id: str, holds: Sequence[Hold]) -> None:
         keys = [self._key("holds", hold.bucket.budget, hold.bucket.period, hold.bucket.scope) for hold in holds]
@@ -302,16 +178,24 @@ class RedisLedger(Ledger):
         self._last_book = (weakref.ref(loop), book)
         return book
 
+    def _background(self, script: str, keys: list[str], args: list[Any], then: Callable[["asyncio.Future[Any]"], None]) -> None:
+        """Run `script` without anyone waiting for it (`idle` can), then `then(its future)`."""
+        task = asyncio.ensure_future(self._run(script, keys, args))
+        self._settling.add(task)
+
+        def done(task: "asyncio.Future[Any]") -> None:
+            self._settling.discard(task)
+            then(task)
+
+        task.add_done_callback(done)
+
     def _lease(self, book: LeaseBook, lease: Lease, units: int) -> None:
         """Ask Redis for `units` more on `lease`, in the background."""
         b, now = lease.bucket, time.time()
         args = [repr(now), lease.id, repr(now + self.hold_ttl), units, b.limit_units, _expire_at(b)]
-        asking = asyncio.ensure_future(self._run(LEASE, self._keys([Hold(b, 0)]), args))
-        self._settling.add(asking)
-        asking.add_done_callback(lambda done: self._leased(done, book, lease))
+        self._background(LEASE, self._bucket_keys(b), args, lambda done: self._leased(done, book, lease))
 
     def _leased(self, done: "asyncio.Future[Any]", book: LeaseBook, lease: Lease) -> None:
-        self._settling.discard(done)
         failed = done.cancelled() or done.exception() is not None
         if failed and not done.cancelled():
             log.warning("Could not lease budget %r: %s", lease.bucket.budget, done.exception())
@@ -336,14 +220,11 @@ class RedisLedger(Ledger):
         for lease, units, release in book.due(self.hold_ttl / 3):
             b = lease.bucket
             args = [lease.id, units, int(release), b.limit_units, _expire_at(b), repr(now + self.hold_ttl)]
-            sending = asyncio.ensure_future(self._run(FLUSH, list(self._keys([Hold(b, 0)])), args))
-            self._settling.add(sending)
-            sending.add_done_callback(lambda done, lease=lease: self._lease_flushed(done, book, lease))
+            self._background(FLUSH, self._bucket_keys(b), args, lambda done, lease=lease: self._lease_flushed(done, book, lease))
         if book.leases and again:
             self._schedule_flush()
 
     def _lease_flushed(self, done: "asyncio.Future[Any]", book: LeaseBook, lease: Lease) -> None:
-        self._settling.discard(done)
         if done.cancelled() or done.exception() is not None:
             if not done.cancelled():
                 log.warning("Could not flush budget lease %s: %s", lease.id, done.exception())
@@ -359,12 +240,9 @@ class RedisLedger(Ledger):
         if not batch:
             return
         keys = [key for _, holds, _, _ in batch for key in self._keys(holds)]
-        sending = asyncio.ensure_future(self._run(SETTLE, keys, _settle_args(batch)))
-        self._settling.add(sending)
-        sending.add_done_callback(lambda done: self._settled(done, batch))
+        self._background(SETTLE, keys, _settle_args(batch), lambda done: self._settled(done, batch))
 
     def _settled(self, done: "asyncio.Future[Any]", batch: list[Settle]) -> None:
-        self._settling.discard(done)
         if done.cancelled():
             return
         if done.exception() is not None:  # the holds lapse after hold_ttl; their spending is lost
@@ -378,17 +256,16 @@ class RedisLedger(Ledger):
                 then(crossings)
 
     def _keys(self, holds: Sequence[Hold]) -> list[str]:
-        keys: list[str] = []
-        for hold in holds:
-            b = hold.bucket
-            pair = self._keys_of.get(b.key)
-            if pair is None:
-                if len(self._keys_of) >= 4096:  # past periods, scopes with many values
-                    self._keys_of.clear()
-                spend, held = (self._key(kind, b.budget, b.period, b.scope) for kind in ("spend", "holds"))
-                pair = self._keys_of[b.key] = (spend, held)
-            keys += pair
-        return keys
+        return [key for hold in holds for key in self._bucket_keys(hold.bucket)]
+
+    def _bucket_keys(self, b: Bucket) -> list[str]:
+        """The bucket's spend hash and holds set."""
+        pair = self._keys_of.get(b.key)
+        if pair is None:
+            if len(self._keys_of) >= 4096:  # past periods, scopes with many values
+                self._keys_of.clear()
+            pair = self._keys_of[b.key] = [self._key(kind, b.budget, b.period, b.scope) for kind in ("spend", "holds")]
+        return pair
 
     def _key(self, kind: str, budget: str, period: str, scope: str) -> str:
         return f"{self.prefix}:{kind}:{quote(budget, safe='')}:{period}:{quote(scope, safe='')}"
@@ -410,7 +287,7 @@ class RedisLedger(Ledger):
             if head is None:
                 if len(self._heads) >= 4096:
                     self._heads.clear()
-                head = self._heads[script, *keys] = packed("EVALSHA", _SHAS[script], len(keys), *keys)
+                head = self._heads[script, *keys] = packed("EVALSHA", SHAS[script], len(keys), *keys)
             sent = _future(client.send(*args, head=head))
             try:
                 return await asyncio.shield(sent)
@@ -444,7 +321,6 @@ class RedisLedger(Ledger):
         )
 
 
-_SHAS = {script: hashlib.sha1(script.encode()).hexdigest() for script in (RESERVE, LEASE, SETTLE, FLUSH, RENEW)}
 
 
 def _settle_args(batch: list[Settle]) -> list[Any]:

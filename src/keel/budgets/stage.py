@@ -189,16 +189,12 @@ class BudgetStage(Stage):
             holds = plan.holds(bound)
         else:
             holds = self._holds(call, self._matched(labels), self.models(call.target), bound, at)
-        ledger = self.ledger
-        hold_id = "" if ledger.local else f"{self._hold_prefix}{next(self._hold_count):x}"
-        renew = False  # holds placed in a shared ledger lapse unless renewed; local or leased ones do not
+        hold_id = f"{self._hold_prefix}{next(self._hold_count):x}"
+        renew = False  # holds placed by `reserve` in a shared ledger lapse unless renewed
         try:
-            if ledger.local:
-                refusal = ledger.reserve_now(holds)
-            elif ledger.take_now(hold_id, holds):
-                refusal = None
-            else:
-                refusal, renew = await ledger.reserve(hold_id, holds), True
+            refusal = None
+            if not self.ledger.take_now(hold_id, holds):
+                refusal, renew = await self.ledger.reserve(hold_id, holds), True
             if refusal is not None:
                 holds, refusal = await self._recount(call, labels, hold_id, holds, refusal, bound, at)
         except StoreError as exc:

@@ -167,38 +167,33 @@ class Rates:
 
     def __init__(self, prices: PriceBook) -> None:
         self.prices = prices
-        #: (provider, pricing id, model, UTC day number) → the flat rate, or None: ask `prices.cost`.
-        self._rates: dict[tuple[str, str | None, str, int], Rate | None] = {}
-        #: The same keys → the flat rate in whole picodollars, or None.
-        self._whole: dict[tuple[str, str | None, str, int], Picos | None] = {}
+        #: (provider, pricing id, model, UTC day number) → the flat rate (None: ask `prices.cost`),
+        #: and the same in whole picodollars (None: no flat rate, or one finer than that).
+        self._rates: dict[tuple[str, str | None, str, int], tuple[Rate | None, Picos | None]] = {}
 
     def cost(self, provider: str, pricing_id: str | None, model: str, usage: Usage, at: float) -> Decimal | None:
         """What `usage` cost on `model` (None: no price known)."""
-        rate = self._rate(provider, pricing_id, model, at)
+        rate = self._rate(provider, pricing_id, model, at)[0]
         if rate is None:
             return self.prices.cost(provider, pricing_id, model, usage, datetime.fromtimestamp(at, UTC)).amount
         return rate.cost(usage)
 
     def worst(self, model: Priced, prompt: int, output: int, at: float) -> Decimal | None:
         """What `prompt` tokens in and `output` tokens out cost on `model`, nothing cached."""
-        rate = self._rate(model.provider, model.pricing_id, model.model, at)
+        rate = self._rate(model.provider, model.pricing_id, model.model, at)[0]
         if rate is None:
             usage = Usage(prompt_tokens=prompt, completion_tokens=output)
             return self.prices.cost(model.provider, model.pricing_id, model.model, usage, datetime.fromtimestamp(at, UTC)).amount
         return prompt * rate.input + output * rate.output
 
-    def flat(self, model: Priced, at: float) -> Rate | None:
-        """`model`'s flat per-token rate at Unix time `at` (None: tiered or unknown)."""
-        return self._rate(model.provider, model.pricing_id, model.model, at)
-
     def picos(self, model: Priced, at: float) -> Picos | None:
         """`model`'s flat rate in whole picodollars per token (None: tiered, unknown or finer)."""
-        return self._picos(model.provider, model.pricing_id, model.model, at)
+        return self._rate(model.provider, model.pricing_id, model.model, at)[1]
 
     def cost_units(self, provider: str, pricing_id: str | None, model: str, usage: Usage, at: float) -> int | None:
         """What `usage` cost on `model` in ledger units, rounded up (None: no price known); in
         integers when the rate is whole picodollars, else through `cost`."""
-        picos = self._picos(provider, pricing_id, model, at)
+        picos = self._rate(provider, pricing_id, model, at)[1]
         if picos is None:
             cost = self.cost(provider, pricing_id, model, usage, at)
             return None if cost is None else to_units(cost)
@@ -206,20 +201,7 @@ class Rates:
         total = uncached * picos[0] + usage.completion_tokens * picos[1] + usage.cached_tokens * picos[2]
         return -(-total // PICOS_PER_UNIT)
 
-    def _picos(self, provider: str, pricing_id: str | None, model: str, at: float) -> Picos | None:
-        key = (provider, pricing_id, model, int(at // 86400))
-        try:
-            return self._whole[key]
-        except KeyError:
-            pass
-        if len(self._whole) >= 1024:
-            self._whole.clear()
-        rate = self._rate(provider, pricing_id, model, at)
-        whole = None if rate is None else _whole_picos((rate.input, rate.output, rate.cached_input))
-        self._whole[key] = whole
-        return whole
-
-    def _rate(self, provider: str, pricing_id: str | None, model: str, at: float) -> Rate | None:
+    def _rate(self, provider: str, pricing_id: str | None, model: str, at: float) -> tuple[Rate | None, Picos | None]:
         key = (provider, pricing_id, model, int(at // 86400))
         try:
             return self._rates[key]
@@ -228,8 +210,10 @@ class Rates:
         if len(self._rates) >= 1024:  # a long-running gateway: yesterday's rates go
             self._rates.clear()
         found = self.prices.rate(provider, pricing_id, model, datetime.fromtimestamp(at, UTC))
-        rate = self._rates[key] = found if isinstance(found, Rate) else None
-        return rate
+        rate = found if isinstance(found, Rate) else None
+        whole = None if rate is None else _whole_picos((rate.input, rate.output, rate.cached_input))
+        self._rates[key] = (rate, whole)
+        return rate, whole
 
 
 class Candidates:

@@ -65,18 +65,18 @@ def list_runs(engine: Engine, suite: str | None, limit: int) -> list[dict[str, A
 def unfinished_run(engine: Engine, suite: str, suite_hash: str) -> dict[str, Any] | None:
     """The newest run of this suite, at this content hash, that did not finish."""
     c = eval_runs.c
-    query = (select(eval_runs).where(c.suite == suite, c.suite_hash == suite_hash, c.status != "finished")
-             .order_by(c.started_at.desc()).limit(1))
-    with engine.connect() as connection:
-        row = connection.execute(query).first()
-    return dict(row._mapping) if row is not None else None
+    return _newest(engine, suite, suite_hash, c.started_at, c.status != "finished")
 
 
 def reusable_run(engine: Engine, suite: str, suite_hash: str, since: float) -> dict[str, Any] | None:
     """The newest run of this suite, at this content hash, that finished after `since`."""
     c = eval_runs.c
-    query = (select(eval_runs).where(c.suite == suite, c.suite_hash == suite_hash, c.status == "finished",
-                                     c.finished_at > since).order_by(c.finished_at.desc()).limit(1))
+    return _newest(engine, suite, suite_hash, c.finished_at, c.status == "finished", c.finished_at > since)
+
+
+def _newest(engine: Engine, suite: str, suite_hash: str, by: Any, *where: Any) -> dict[str, Any] | None:
+    c = eval_runs.c
+    query = select(eval_runs).where(c.suite == suite, c.suite_hash == suite_hash, *where).order_by(by.desc()).limit(1)
     with engine.connect() as connection:
         row = connection.execute(query).first()
     return dict(row._mapping) if row is not None else None
