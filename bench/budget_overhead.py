@@ -1,26 +1,37 @@
 """Budget overhead benchmark: what a hard budget adds to the gateway's per-request cost, in the same run.
 
     .venv/bin/python bench/budget_overhead.py [--quick] [--duration S] [--rounds N] [--redis-url URL]
+    .venv/bin/python bench/budget_overhead.py --stage [--rounds N]
     .venv/bin/python bench/budget_overhead.py --clients [--rounds N] [--redis-url URL]
 
-Four targets on one nginx mock upstream, each on ONE uvicorn worker, driven by wrk at concurrency
-1 and 16 (machinery shared with gateway_overhead.py, in _gateway.py):
+On one nginx mock upstream, each server on ONE uvicorn worker, driven by wrk at concurrency 16
+(machinery shared with gateway_overhead.py, in _gateway.py):
 
-    aiohttp   the bare raw-ASGI pass-through: the baseline
-    off       `keel serve`, no budgets (tracing, cost, routing, cache as by default)
-    memory    the same plus a hard global budget on the in-process ledger
-    redis     the same budget on the Redis ledger (`redis_url`)
+    aiohttp   the bare raw-ASGI pass-through: the baseline of Keel's added time
+    memory    `keel serve` (tracing, cost, routing, cache as by default) with a hard budget on the
+              in-process ledger, scoped to tenant acme (scope = "tag:tenant=acme")
+    redis     the same with the budget on the Redis ledger (`redis_url`)
 
-The model is gpt-4o-mini with its catalog price, and the budget's limit is far above what a run can
-spend, so every request reserves its worst case and settles its real cost, and none is refused.
-(Far from its limit, the Redis ledger serves most reserves from a lease: see keel/budgets/leases.py.)
-Each round measures every target once, in an order that rotates from round to round; each round's
-figures are taken against that round's bare proxy, and medians over the rounds are reported:
+Each Keel server is measured with requests naming tenant acme (`on`: the budget reserves each
+one's worst case and settles its real cost; its limit is far above what a run can spend, so none
+is refused) and tenant other (`off`: the budget does not count them). The budget's work is the
+only difference between the two, and both run in the same process: separate processes differ
+by themselves by as much as the figure sought (hash seeds, memory layout, start order), which is
+what made an earlier version of this benchmark, one server per configuration, unable to resolve
+10%. A control cell (memory server, tenant another) measures the method's own noise, ideally 0.
 
-    ratio     throughput / bare throughput
-    added     1/throughput - 1/throughput_bare: Keel's added time per request (µs)
-    share     (added with the budget - added without) / added without      target <= 10% at c=16
-              (also from the targets' CPU time per request, /proc: less moved by other load)
+Every round measures each cell once, for DURATION seconds, in an order that rotates from round to
+round. A cell starts with its server idle and counts the server's CPU until it is idle again, so
+each cell pays for its own traces (the trace writer runs behind the requests). Per round:
+
+    added     1/throughput - 1/throughput_bare: Keel's added time per request (µs), and the same
+              from the server's CPU time per request (/proc)
+    share     (on - off) / (off - bare): the budget's part of Keel's added time    target <= 10%
+
+The median share over the rounds is reported with a distribution-free 95% confidence interval;
+the verdict is PASS when the whole interval is at or below 10%, FAIL when it is all above, and
+NOT RESOLVED otherwise (run more rounds). The `off` requests still pass through the budget stage
+(it checks whether the budget counts them); `--stage` measures that pass-through in-process.
 
 `--stage` measures instead the budget stage's own time per call in this process (over an inner
 stage that answers at once, best of the rounds), on each ledger: a figure that other work on the
@@ -41,6 +52,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import os
 import signal
 import sqlite3
@@ -50,18 +62,38 @@ import tempfile
 import time
 from pathlib import Path
 
-from _gateway import OUT, Procs, ensure_tools, keel_project, measure, run_main, save_figures, start_bare, start_keel, start_nginx, wrk_script
+from _gateway import (OUT, Procs, cpu_seconds, ensure_tools, keel_project, run_main, run_wrk, save_figures, start_bare, start_keel,
+                      start_nginx, wrk_script)
 
 TARGET_SHARE = 0.10
 BUDGETS = ("memory", "redis")
-LABELS = {"aiohttp": "bare aiohttp proxy", "off": "keel, no budget", "memory": "keel, budget in memory",
-          "redis": "keel, budget in Redis"}
+#: Each cell: (its name, the server it is sent to, the tenant its requests name). Only tenant
+#: "acme" is counted by the budget, so a server's cells differ in nothing but the budget's work.
+CELLS = (("aiohttp", "aiohttp", "other"),
+         ("memory:off", "memory", "other"), ("memory:again", "memory", "another"), ("memory:on", "memory", "acme"),
+         ("redis:off", "redis", "other"), ("redis:on", "redis", "acme"))
+#: The share each check is about: (name, cell with the budget, the same server's cell without).
+SHARES = (("memory", "memory:on", "memory:off"), ("redis", "redis:on", "redis:off"),
+          ("control", "memory:again", "memory:off"))
+LABELS = {"aiohttp": "bare aiohttp proxy (the baseline of Keel's added time)",
+          "memory:off": "keel, hard budget in memory, requests it does not count (tenant other)",
+          "memory:again": "the same, tenant another: the control, measuring the method's own noise",
+          "memory:on": "the same server, requests the budget counts (tenant acme): reserve + settle",
+          "redis:off": "keel, the budget in Redis, requests it does not count",
+          "redis:on": "the same server, requests the budget counts"}
 
 
 def budget_toml(name: str) -> str:
-    """A hard global budget that no run can reach (a request costs ~10⁻⁵ $): every request goes
-    through reserve and settle, none is refused."""
-    return f'\n[[budgets]]\nname = "{name}"\nlimit = "1000000"\nperiod = "day"\nhard = true\n'
+    """A hard budget on tenant acme's calls that no run can reach (a request costs ~10⁻⁵ $): every
+    request of that tenant goes through reserve and settle, none is refused."""
+    return f'\n[[budgets]]\nname = "{name}"\nscope = "tag:tenant=acme"\nlimit = "1000000"\nperiod = "day"\nhard = true\n'
+
+
+def tenant_script(work: Path, tenant: str) -> Path:
+    """The wrk script of the shared request, naming `tenant` (X-Keel-Tenant)."""
+    path = wrk_script(work / f"chat-{tenant}.lua")
+    path.write_text(path.read_text() + f'wrk.headers["X-Keel-Tenant"] = "{tenant}"\n')
+    return path
 
 
 def redis_error(url: str) -> str | None:
@@ -115,74 +147,95 @@ def budget_notes(db: Path) -> int | None:
     return None
 
 
-def per_round(runs: dict[str, list[dict]], conns: int) -> dict[str, dict[str, list[float]]]:
-    """Each target's figures in each round, against that round's bare proxy (and Keel without budget)."""
+def idle(pid: int, timeout: float = 15.0) -> float:
+    """Wait until the process has stopped working (its trace writer, which runs behind the
+    requests, caught up): less than a tick of CPU in 0.2 s. Returns its CPU seconds then."""
+    deadline, used = time.monotonic() + timeout, cpu_seconds(pid)
+    while time.monotonic() < deadline:
+        time.sleep(0.2)
+        before, used = used, cpu_seconds(pid)
+        if used - before <= 0.01:
+            break
+    return used
+
+
+def cell(base: str, pid: int, seconds: float, script: Path) -> dict:
+    """One wrk run at c=16 against `base`, started with the server idle, and its CPU time per
+    request counted until the server is idle again, so that each cell pays for its own traces."""
+    cpu = idle(pid)
+    found = run_wrk(base, 2, 16, seconds, script)
+    found["cpu_us_per_req"] = (idle(pid) - cpu) / max(found["requests"], 1) * 1e6
+    return found
+
+
+def shares(runs: dict[str, list[dict]]) -> dict[str, dict[str, list[float]]]:
+    """Per round, what the budget adds to Keel's added time (and CPU) per request, as a share of
+    that added time: (on - off) / (off - bare), all three cells from the same round."""
     out: dict[str, dict[str, list[float]]] = {}
-    for i, bare in enumerate(runs["aiohttp"]):
-        bare = bare[conns]
-        off = runs["off"][i][conns] if "off" in runs else None
-        for name, rounds in runs.items():
-            cell, fig = rounds[i][conns], out.setdefault(name, {})
-            add = lambda key, value: fig.setdefault(key, []).append(value)  # noqa: E731
-            add("rps", cell["rps"])
-            add("ratio", cell["rps"] / bare["rps"])
-            add("added_us", (1 / cell["rps"] - 1 / bare["rps"]) * 1e6)
-            add("cpu_us", cell["cpu_us_per_req"])
-            add("added_cpu_us", cell["cpu_us_per_req"] - bare["cpu_us_per_req"])
-            add("p50_ms", cell["p50_ms"])
-            add("added_p50_ms", cell["p50_ms"] - bare["p50_ms"])
-            if off is not None and name in BUDGETS:
-                off_added = 1 / off["rps"] - 1 / bare["rps"]
-                off_cpu = off["cpu_us_per_req"] - bare["cpu_us_per_req"]
-                add("share", ((1 / cell["rps"] - 1 / bare["rps"]) - off_added) / off_added)
-                add("cpu_share", (cell["cpu_us_per_req"] - bare["cpu_us_per_req"] - off_cpu) / off_cpu)
-                add("budget_p50_ms", cell["p50_ms"] - off["p50_ms"])
+    for name, on_cell, off_cell in SHARES:
+        if on_cell not in runs:
+            continue
+        fig = out[name] = {"time": [], "cpu": []}
+        for bare, off, on in zip(runs["aiohttp"], runs[off_cell], runs[on_cell], strict=True):
+            fig["time"].append((1 / on["rps"] - 1 / off["rps"]) / (1 / off["rps"] - 1 / bare["rps"]))
+            fig["cpu"].append((on["cpu_us_per_req"] - off["cpu_us_per_req"]) / (off["cpu_us_per_req"] - bare["cpu_us_per_req"]))
     return out
 
 
-def _fmt(values: list[float] | None, spec: str, spread: bool = True) -> str:
-    """The median, and the min–max over rounds when there are several."""
-    if not values:
-        return "-"
-    text = format(statistics.median(values), spec)
-    if spread and len(values) > 1:
-        text += f" [{format(min(values), spec)}…{format(max(values), spec)}]"
-    return text
+def median_interval(values: list[float]) -> tuple[float, float, float]:
+    """The median and a distribution-free 95% confidence interval for it (order statistics: the
+    median lies between the k-th smallest and the k-th largest value with probability >= 95%)."""
+    ordered, n = sorted(values), len(values)
+    k = 0  # the largest k with P(Binomial(n, 1/2) < k) <= 2.5%, found by summing the tail
+    tail, below = 0.0, 0.0
+    for j in range(n // 2 + 1):
+        tail += math.comb(n, j) / 2**n
+        if tail > 0.025:
+            break
+        k, below = j + 1, tail
+    if k == 0:  # too few rounds for any interval
+        return statistics.median(ordered), ordered[0], ordered[-1]
+    return statistics.median(ordered), ordered[k - 1], ordered[n - k]
+
+
+def verdict(low: float, high: float) -> str:
+    if high <= TARGET_SHARE:
+        return "PASS"
+    if low > TARGET_SHARE:
+        return "FAIL"
+    return "NOT RESOLVED (the interval straddles the target: run more rounds)"
 
 
 def report(runs: dict[str, list[dict]]) -> dict:
     rounds = len(runs["aiohttp"])
-    print(f"\nMedians over {rounds} round(s), [min…max] over rounds; each round against its own bare proxy.")
-    figures = {conns: per_round(runs, conns) for conns in (16, 1)}
-    heads = ("target", "req/s", "ratio to bare", "added us/req", "CPU us/req", "added CPU us", "budget share")
-    for conns, fig in figures.items():
-        print(f"\nc={conns}\n{heads[0]:<8}{heads[1]:>8}  {heads[2]:<20}{heads[3]:<22}{heads[4]:<12}{heads[5]:<20}{heads[6]}")
-        for name, f in fig.items():
-            bare = name == "aiohttp"
-            share = f"{_fmt(f.get('share'), '+.1%')}  (CPU {_fmt(f.get('cpu_share'), '+.1%', False)})" if "share" in f else ""
-            print(f"{name:<8}{_fmt(f['rps'], ',.0f', False):>8}  {'1' if bare else _fmt(f['ratio'], '.3f'):<20}"
-                  f"{'-' if bare else _fmt(f['added_us'], '.1f'):<22}{_fmt(f['cpu_us'], '.0f', False):<12}"
-                  f"{'-' if bare else _fmt(f['added_cpu_us'], '.1f'):<20}{share}")
-    one = figures[1]
-    print("\nc=1 latency: p50 added to the bare proxy's, and by the budget to Keel's without")
-    for name, f in one.items():
-        if name != "aiohttp":
-            budget = f"   budget {_fmt(f['budget_p50_ms'], '+.3f')} ms" if "budget_p50_ms" in f else ""
-            print(f"  {name:<8} p50 {_fmt(f['p50_ms'], '.3f', False)} ms   added {_fmt(f['added_p50_ms'], '+.3f')} ms{budget}")
-    checks = []
-    for name in BUDGETS:  # the target is on time per request; CPU per request is less moved by other load
-        for key, what in (("share", "time"), ("cpu_share", "CPU")):
-            if key in figures[16].get(name, {}):
-                share = statistics.median(figures[16][name][key])
-                checks.append({"name": f"budget share of Keel's added {what}, {name}, c=16", "value": share,
-                               "target": f"<= {TARGET_SHARE:.0%}", "pass": share <= TARGET_SHARE})
-    print()
-    for check in checks:
-        print(f"{check['name']:<48}{check['value']:>+8.1%}  target {check['target']:<6} {'PASS' if check['pass'] else 'FAIL'}")
+    print(f"\nc=16, {rounds} rounds; medians over rounds")
+    print(f"{'cell':<14}{'req/s':>8}{'CPU us/req':>12}{'added us/req':>14}{'added CPU us/req':>18}")
+    bare = runs["aiohttp"]
     for name, cells in runs.items():
-        if any(cell[c]["non_2xx"] for cell in cells for c in cell):
+        added = [1e6 * (1 / c["rps"] - 1 / b["rps"]) for c, b in zip(cells, bare)]
+        added_cpu = [c["cpu_us_per_req"] - b["cpu_us_per_req"] for c, b in zip(cells, bare)]
+        print(f"{name:<14}{statistics.median(c['rps'] for c in cells):>8,.0f}"
+              f"{statistics.median(c['cpu_us_per_req'] for c in cells):>12.0f}"
+              f"{'-' if name == 'aiohttp' else format(statistics.median(added), '.1f'):>14}"
+              f"{'-' if name == 'aiohttp' else format(statistics.median(added_cpu), '.1f'):>18}")
+    found, checks = shares(runs), []
+    print("\nshare of Keel's added per-request time that the budget adds (on vs off, same server, same round):")
+    print("median [95% confidence interval of the median]")
+    for name, fig in found.items():
+        for what in ("time", "cpu"):
+            mid, low, high = median_interval(fig[what])
+            line = f"  {name:<9}{what:<6}{mid:>+7.1%}  [{low:+.1%} … {high:+.1%}]"
+            if name in BUDGETS:
+                checks.append({"name": f"budget share of Keel's added {what}, {name}, c=16", "value": mid,
+                               "interval": [low, high], "target": f"<= {TARGET_SHARE:.0%}", "verdict": verdict(low, high)})
+                line += f"  target <= {TARGET_SHARE:.0%}: {verdict(low, high)}"
+            else:
+                line += "  (two cells without the budget: the method's own noise, ideally 0)"
+            print(line)
+    for name, cells in runs.items():
+        if any(c["non_2xx"] for c in cells):
             print(f"!! {name} answered non-2xx responses: its figures are not valid")
-    return {"per_round": {str(c): f for c, f in figures.items()}, "checks": checks}
+    return {"shares": found, "checks": checks}
 
 
 def clients(url: str, rounds: int, calls: int = 10_000) -> None:
@@ -256,7 +309,7 @@ def clients(url: str, rounds: int, calls: int = 10_000) -> None:
             print(f"  {name:<20}{_fmt(values, '.1f'):<24}{statistics.median(values) - mine:+.1f} vs _redis.py")
 
 
-def _stage_inputs(budget: str) -> tuple:
+def _stage_inputs(budget: str, scope: str = "global") -> tuple:
     """Settings with one hard budget, a request, its answer, and an inner stage that answers at once."""
     from keel.pipeline import Call, Stage
     from keel.settings import Settings
@@ -265,7 +318,7 @@ def _stage_inputs(budget: str) -> tuple:
     settings = Settings.model_validate({
         "providers": {"mock": {"type": "openai", "base_url": "http://127.0.0.1:9/v1", "pricing_id": "openai"}},
         "models": {"mock": {"provider": "mock", "model": "gpt-4o-mini"}},
-        "budgets": [{"name": budget, "limit": "1000000", "period": "day", "hard": True}]})
+        "budgets": [{"name": budget, "scope": scope, "limit": "1000000", "period": "day", "hard": True}]})
     answer = ChatResponse.model_validate({
         "id": "a", "model": "gpt-4o-mini", "created": 0, "usage": {"prompt_tokens": 12, "completion_tokens": 30},
         "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}]})
@@ -317,6 +370,18 @@ def stage_alone(url: str | None, rounds: int, calls: int = 20_000) -> None:
             await budgeted.aclose()
             await client.aclose()
 
+    async def passing() -> float:
+        """A call the budget does not count (scoped to another tenant), against no budget stage."""
+        settings, _, _ = _stage_inputs(name, "tag:tenant=acme")
+        client = AsyncClient(settings, record=False)
+        target = client.resolve("mock")
+        stage = BudgetStage(inner, settings.budgets, MemoryLedger(), client.prices, models=Candidates(settings))  # type: ignore[arg-type]
+        try:
+            await per_call(stage, target)
+            return min([await per_call(stage, target) - await per_call(inner, target) for _ in range(rounds)])
+        finally:
+            await client.aclose()
+
     ledgers = {"memory": MemoryLedger}
     if url is not None:
         ledgers["redis"] = lambda: RedisLedger(url, f"keel-bench:{name}")  # type: ignore[assignment,return-value]
@@ -324,15 +389,62 @@ def stage_alone(url: str | None, rounds: int, calls: int = 20_000) -> None:
     for kind, make in ledgers.items():
         added, bare = asyncio.run(measure(make()))
         print(f"  {kind:<8} +{added:.1f} µs per call (the inner stage alone: {bare:.1f} µs)")
+    print(f"  a call the budget does not count: +{asyncio.run(passing()):.1f} µs per call")
     if url is not None:
         delete_keys(url, f"keel-bench:{name}:*")
 
 
+def gateway(args: argparse.Namespace, work: Path) -> None:
+    """Every cell on the same mock, in short turns (see the docstring)."""
+    budget = f"bench-{os.urandom(6).hex()}"
+    no_redis = redis_error(args.redis_url)
+    procs, runs, load, projects, redis_state = Procs(), {}, [os.getloadavg()[0]], {}, None
+    try:
+        upstream = start_nginx(procs, work)
+        print(f"nginx mock on {upstream}; {args.rounds} rounds of {args.duration:g} s cells at c=16 after "
+              f"{args.warmup:g} s warm-ups; load average {load[0]:.2f} on {os.cpu_count()} CPUs; work dir {work}", flush=True)
+        servers = {"aiohttp": start_bare(procs, work, "aiohttp", upstream)}
+        projects["memory"] = keel_project(work, upstream, "memory", budget_toml(budget))
+        if no_redis:
+            print(f"  redis    skipped: {no_redis}")
+        else:
+            projects["redis"] = keel_project(work, upstream, "redis", budget_toml(budget), top=f'redis_url = "{args.redis_url}"\n')
+        for name, project in projects.items():
+            servers[name] = start_keel(procs, project)
+        cells = [(name, servers[server], tenant_script(work, tenant)) for name, server, tenant in CELLS if server in servers]
+        for _, (base, _), script in cells:
+            run_wrk(base, 2, 16, args.warmup, script)
+        for i in range(args.rounds):
+            for name, (base, proc), script in cells[i % len(cells):] + cells[:i % len(cells)]:
+                runs.setdefault(name, []).append(cell(base, proc.pid, args.duration, script))
+            print(f"round {i + 1}/{args.rounds}: " + "  ".join(f"{n} {runs[n][-1]['rps']:,.0f}/s" for n, _, _ in cells), flush=True)
+        if "redis" in projects:
+            time.sleep(2)  # requests wrk left in flight finish, and the leases, unused for a second, go back
+            redis_state = redis_buckets(args.redis_url, budget)
+    finally:
+        procs.stop_all()
+        if not no_redis:
+            with contextlib.suppress(Exception):
+                redis_buckets(args.redis_url, budget, delete=True)
+    load.append(os.getloadavg()[0])
+    print("\n" + "\n".join(f"  {name:<14}{label}" for name, label in LABELS.items() if name in runs))
+    result = report(runs)
+    print("\nbudget path exercised: traces noting a reservation (after a clean stop), of the requests tenant acme sent")
+    for name in BUDGETS:
+        if name in projects:
+            print(f"  {name:<8} {budget_notes(projects[name] / '.keel' / 'keel.db')} of ~{sum(c['requests'] for c in runs[name + ':on']):,} measured"
+                  + ("" if name != "redis" else f"; Redis bucket {json.dumps(redis_state)} (deleted)"))
+    print(f"load average at start/end: {load[0]:.2f}/{load[1]:.2f} on {os.cpu_count()} CPUs")
+    data = {"duration_s": args.duration, "warmup_s": args.warmup, "rounds": args.rounds, "cpus": os.cpu_count(),
+            "loadavg": load, "runs": runs, "redis": redis_state, **result}
+    save_figures("budget_overhead", data)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--duration", type=float, default=10.0, help="seconds per measured cell (default 10, max 120)")
-    parser.add_argument("--quick", action="store_true", help="3 s cells, 1 s warm-ups")
-    parser.add_argument("--rounds", type=int, default=3, help="measure every target N times, report medians (default 3, max 10)")
+    parser.add_argument("--duration", type=int, default=2, help="whole seconds per measured cell (default 2, max 30)")
+    parser.add_argument("--quick", action="store_true", help="12 rounds of 1 s cells")
+    parser.add_argument("--rounds", type=int, default=30, help="rounds of cells (default 30, 6 to 200)")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0", help="Redis for the Redis ledger")
     parser.add_argument("--clients", action="store_true", help="only the Redis clients' CPU per reserve + settle")
     parser.add_argument("--stage", action="store_true", help="only the budget stage's own time per call, in process")
@@ -344,61 +456,14 @@ def main() -> None:
         if problem:
             sys.exit(problem)
         return clients(args.redis_url, min(max(args.rounds, 1), 10))
-    args.duration = 3.0 if args.quick else min(max(args.duration, 1.0), 120.0)
-    args.warmup = 1.0 if args.quick else min(3.0, args.duration)
-    args.rounds = min(max(args.rounds, 1), 10)
+    args.duration = 1 if args.quick else min(max(args.duration, 1), 30)
+    args.rounds = 12 if args.quick else min(max(args.rounds, 6), 200)
+    args.warmup = 3.0
     ensure_tools()
     OUT.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix="budget-", dir=OUT))
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started with SIGINT ignored
-    budget = f"bench-{os.urandom(6).hex()}"
-    no_redis = redis_error(args.redis_url)
-    procs, runs, served, load, projects, redis_state = Procs(), {}, {}, [os.getloadavg()[0]], {}, None
-    try:
-        script = wrk_script(work / "chat.lua")
-        upstream = start_nginx(procs, work)
-        print(f"nginx mock on {upstream}; {args.duration:g} s per cell after {args.warmup:g} s warm-up, {args.rounds} "
-              f"round(s); load average {load[0]:.2f} on {os.cpu_count()} CPUs; work dir {work}", flush=True)
-        servers = {"aiohttp": start_bare(procs, work, "aiohttp", upstream)}
-        projects["off"] = keel_project(work, upstream, "off")
-        projects["memory"] = keel_project(work, upstream, "memory", budget_toml(budget))
-        if no_redis:
-            print(f"  redis    skipped: {no_redis}")
-        else:
-            projects["redis"] = keel_project(work, upstream, "redis", budget_toml(budget), top=f'redis_url = "{args.redis_url}"\n')
-        for name, project in projects.items():
-            servers[name] = start_keel(procs, project)
-        names = list(servers)
-        for i in range(args.rounds):
-            order = names[i % len(names):] + names[:i % len(names)]
-            print(f"round {i + 1}/{args.rounds}: {', '.join(order)}", flush=True)
-            for name in order:
-                base, proc = servers[name]
-                cells, total = measure(name, base, proc.pid, args, script)
-                runs.setdefault(name, []).append(cells)
-                served[name] = served.get(name, 1) + total  # 1: the readiness probe
-        if "redis" in projects:
-            time.sleep(2)  # requests wrk left in flight finish, and the leases, unused for a second, go back
-            redis_state = redis_buckets(args.redis_url, budget)
-    finally:
-        procs.stop_all()
-        if not no_redis:
-            with contextlib.suppress(Exception):
-                redis_buckets(args.redis_url, budget, delete=True)
-    load.append(os.getloadavg()[0])
-    print("\n" + "\n".join(f"  {name:<8} {label}" for name, label in LABELS.items() if name in runs))
-    result = report(runs)
-    print("\nbudget path exercised: traces noting a reservation (after a clean stop), of the requests wrk completed")
-    for name in BUDGETS:
-        if name in projects:
-            print(f"  {name:<8} {budget_notes(projects[name] / '.keel' / 'keel.db')} of {served[name]}", end="")
-            print("" if name != "redis" else f"; Redis bucket {json.dumps(redis_state)} (deleted)")
-    print(f"load average at start/end: {load[0]:.2f}/{load[1]:.2f} on {os.cpu_count()} CPUs (other work on the machine "
-          "skews absolute figures and widens the spread; same-round ratios move much less)")
-    data = {"duration_s": args.duration, "warmup_s": args.warmup, "rounds": args.rounds, "cpus": os.cpu_count(),
-            "loadavg": load, "runs": runs, "redis": redis_state, **result}
-    save_figures("budget_overhead", data)
+    gateway(args, Path(tempfile.mkdtemp(prefix="budget-", dir=OUT)))
 
 
 if __name__ == "__main__":
