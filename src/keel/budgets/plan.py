@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from ..settings import BudgetSettings
 from ..types import ChatRequest
 from .ledger import PICOS_PER_UNIT, Bucket, Hold
-from .worst_case import Priced, Rates, output_tokens
+from .worst_case import Picos, Priced, Rates, output_tokens
 
 #: A candidate model's (input price per token, output tokens × output price) for one budget, in picodollars.
 Pricing = tuple[int, int]
@@ -31,13 +31,19 @@ class Plan:
     entries: tuple[tuple[Bucket, tuple[Pricing, ...]], ...] | None
     #: Unix time from which the plan no longer holds.
     until: float
+    #: The target's own flat rate (picodollars per input, output, cached token), to settle the
+    #: calls it answers; None when it has none.
+    picos: Picos | None = None
 
     def holds(self, prompt: int) -> list[Hold]:
         """A hold of the worst case on each bucket, for a prompt of at most `prompt` tokens."""
         assert self.entries is not None
         out = []
         for bucket, models in self.entries:
-            worst = max(prompt * rate + fixed for rate, fixed in models)
+            if len(models) == 1:  # no fallbacks: the common case, without a generator
+                worst = prompt * models[0][0] + models[0][1]
+            else:
+                worst = max(prompt * rate + fixed for rate, fixed in models)
             out.append(Hold(bucket, -(-worst // PICOS_PER_UNIT)))  # rounded up: never undercounts
         return out
 
@@ -62,4 +68,4 @@ def make_plan(
         until = min(until, ends)
         output = output_tokens(request, budget.reserve_max_tokens)
         entries.append((found, tuple((rate[0], output * rate[1]) for rate in flat)))
-    return Plan(tuple(entries), until)
+    return Plan(tuple(entries), until, flat[0])

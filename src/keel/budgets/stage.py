@@ -44,14 +44,14 @@ from ..errors import (
     RequestError,
     StoreError,
 )
-from ..pipeline import Call, Stage
+from ..pipeline import Call, Stage, Target
 from ..settings import BudgetSettings
 from ..types import ChatResponse, Chunk, Usage
 from .alerts import Alerts
 from .ledger import MAX_UNITS, Bucket, Crossing, Hold, Ledger, Refusal, from_units, plain, to_units
 from .plan import Plan, make_plan
 from .scope import Periods, Scope
-from .worst_case import Models, Priced, Rates, output_tokens, prompt_bound, prompt_tokens, worst_cost
+from .worst_case import Models, Picos, Priced, Rates, output_tokens, prompt_bound, prompt_tokens, units_of, worst_cost
 
 log = logging.getLogger("keel.budgets")
 
@@ -101,8 +101,8 @@ class BudgetStage(Stage):
         self._global: Labels | None = None
         if self.budgets and all(scope.kind == "global" for _, scope in self.budgets):
             self._global = ("global",) * len(self.budgets)
-        #: (target, output limit, labels) → the reservation of such calls (plan.py).
-        self._plans: dict[tuple[object, ...], Plan] = {}
+        #: (target id, output limit, n, labels) → the target and the reservation of such calls (plan.py).
+        self._plans: dict[tuple[object, ...], tuple[Target, Plan]] = {}
         self._unpriced: set[tuple[str, str]] = set()
         self._renewals: set[asyncio.Task[None]] = set()
 
@@ -116,7 +116,7 @@ class BudgetStage(Stage):
         except BaseException as exc:
             claim.settle(None if _maybe_billed(exc) else 0)
             raise
-        claim.settle(self._cost(call, response.usage, claim.at))
+        claim.settle(self._cost(call, response.usage, claim))
         return response
 
     def stream(self, call: Call) -> AsyncIterator[Chunk]:
@@ -151,7 +151,7 @@ class BudgetStage(Stage):
                 await _close(stream)
             finally:
                 if usage is not None:
-                    actual: int | None = self._cost(call, usage, claim.at)
+                    actual: int | None = self._cost(call, usage, claim)
                 elif not delivered and error is not None and not _maybe_billed(error):
                     actual = 0
                 else:
@@ -171,15 +171,17 @@ class BudgetStage(Stage):
     def _plan(self, call: Call, labels: Labels, at: float) -> Plan:
         """The reservation of calls like this one (same target, scope values and output limit)."""
         request, target = call.request, call.target
-        key = (target.alias, target.provider.name, target.model, target.pricing_id, request.token_limit,
-               (request.model_extra or {}).get("n"), labels)
-        plan = self._plans.get(key)
-        if plan is None or at >= plan.until:
+        extra = request.model_extra
+        # By the target's identity (the client keeps one per model name): a plan keeps its target
+        # alive, so an id in the key is never another target's while the plan is there.
+        key = (id(target), request.max_completion_tokens or request.max_tokens, extra.get("n") if extra else None, labels)
+        found = self._plans.get(key)
+        if found is None or found[0] is not target or at >= found[1].until:
             if len(self._plans) >= 4096:  # scopes with many values (keys, tenants)
                 self._plans.clear()
-            plan = self._plans[key] = make_plan(request, self._matched(labels), self.models(target), self.rates,
-                                                self._bucket_and_end, at)
-        return plan
+            found = self._plans[key] = (target, make_plan(request, self._matched(labels), self.models(target), self.rates,
+                                                          self._bucket_and_end, at))
+        return found[1]
 
     async def _reserve(self, call: Call, labels: Labels) -> "_Claim":
         at = time.time()
@@ -201,11 +203,11 @@ class BudgetStage(Stage):
             if any(hold.bucket.hard for hold in holds):
                 raise
             log.warning("Soft budgets not counted for call %s: %s", call.trace_id, exc)
-            return _Claim(self, "", [], at, False)
+            return _Claim(self, "", [], at, False, call.target, None)
         if refusal is not None:
             raise _exceeded(refusal)
         call.notes["budgets"] = [{"budget": h.bucket.budget, "scope": h.bucket.scope, "reserved": _shown(h.units)} for h in holds]
-        return _Claim(self, hold_id, holds, at, renew)
+        return _Claim(self, hold_id, holds, at, renew, call.target, plan.picos)
 
     async def _recount(self, call: Call, labels: Labels, hold_id: str, holds: list[Hold], refusal: Refusal,
                        bound: int, at: float) -> tuple[list[Hold], Refusal | None]:
@@ -253,12 +255,14 @@ class BudgetStage(Stage):
             bucket = self._buckets[key] = Bucket(budget.name, label, period, budget.limit, budget.hard, expires_at)
         return bucket, ends
 
-    def _cost(self, call: Call, usage: Usage, at: float) -> int | None:
+    def _cost(self, call: Call, usage: Usage, claim: "_Claim") -> int | None:
         """What the call cost in ledger units, priced for whoever answered (None: unknown, keep the worst case)."""
         if usage.prompt_tokens == 0 and usage.completion_tokens == 0:
             return None  # the upstream reported no usage
         target = call.target
-        return self.rates.cost_units(target.provider.name, target.pricing_id, target.model, usage, at)
+        if target is claim.target and claim.picos is not None:  # no fallback answered: the plan's rate
+            return units_of(usage, claim.picos)
+        return self.rates.cost_units(target.provider.name, target.pricing_id, target.model, usage, claim.at)
 
     def _warn_unpriced(self, budget: BudgetSettings, model: Priced) -> None:
         key = (budget.name, model.alias)
@@ -276,8 +280,11 @@ class BudgetStage(Stage):
 class _Claim:
     """The holds one call placed, until it settles them (once)."""
 
-    def __init__(self, stage: BudgetStage, hold_id: str, holds: list[Hold], at: float, renew: bool) -> None:
+    def __init__(self, stage: BudgetStage, hold_id: str, holds: list[Hold], at: float, renew: bool,
+                 target: Target, picos: Picos | None) -> None:
         self.stage, self.hold_id, self.holds, self.at = stage, hold_id, holds, at
+        #: The target reserved for, and its flat rate (None: price the answer in full).
+        self.target, self.picos = target, picos
         self._timer: asyncio.TimerHandle | None = None
         if holds and renew:
             self._schedule_renewal()

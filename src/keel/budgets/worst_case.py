@@ -160,6 +160,13 @@ def _whole_picos(prices: tuple[Decimal, Decimal, Decimal]) -> Picos | None:
     return int(scaled[0]), int(scaled[1]), int(scaled[2])
 
 
+def units_of(usage: Usage, picos: Picos) -> int:
+    """What `usage` cost at a flat rate in picodollars, in ledger units rounded up."""
+    cached = usage.cached_tokens
+    total = max(usage.prompt_tokens - cached, 0) * picos[0] + usage.completion_tokens * picos[1] + cached * picos[2]
+    return -(-total // PICOS_PER_UNIT)
+
+
 class Rates:
     """Prices for the request path, at Unix times: each model's flat per-token rate is resolved
     once per UTC day (a catalog lookup costs ~50 µs), then a cost is two multiplications. Tiered
@@ -197,9 +204,7 @@ class Rates:
         if picos is None:
             cost = self.cost(provider, pricing_id, model, usage, at)
             return None if cost is None else to_units(cost)
-        uncached = max(usage.prompt_tokens - usage.cached_tokens, 0)
-        total = uncached * picos[0] + usage.completion_tokens * picos[1] + usage.cached_tokens * picos[2]
-        return -(-total // PICOS_PER_UNIT)
+        return units_of(usage, picos)
 
     def _rate(self, provider: str, pricing_id: str | None, model: str, at: float) -> tuple[Rate | None, Picos | None]:
         key = (provider, pricing_id, model, int(at // 86400))
