@@ -21,8 +21,9 @@ what made an earlier version of this benchmark, one server per configuration, un
 10%. A control cell (memory server, tenant another) measures the method's own noise, ideally 0.
 
 Every round measures each cell once, for DURATION seconds, in an order that rotates from round to
-round. A cell starts with its server idle and counts the server's CPU until it is idle again, so
-each cell pays for its own traces (the trace writer runs behind the requests). Per round:
+round and is reversed every other round (a cell runs faster right after a cell of its own server).
+A cell starts with its server idle and counts the server's CPU until it is idle again, so each
+cell pays for its own traces (the trace writer runs behind the requests). Per round:
 
     added     1/throughput - 1/throughput_bare: Keel's added time per request (µs), and the same
               from the server's CPU time per request (/proc)
@@ -415,7 +416,11 @@ def gateway(args: argparse.Namespace, work: Path) -> None:
         for _, (base, _), script in cells:
             run_wrk(base, 2, 16, args.warmup, script)
         for i in range(args.rounds):
-            for name, (base, proc), script in cells[i % len(cells):] + cells[:i % len(cells)]:
+            # Rotated, and reversed every other round, so that each cell follows a cell of its own
+            # server (warm) as often as another server's (cold): a fixed cyclic order biased the shares.
+            turn = (i // 2) % len(cells)
+            order = cells[turn:] + cells[:turn]
+            for name, (base, proc), script in (order[::-1] if i % 2 else order):
                 runs.setdefault(name, []).append(cell(base, proc.pid, args.duration, script))
             print(f"round {i + 1}/{args.rounds}: " + "  ".join(f"{n} {runs[n][-1]['rps']:,.0f}/s" for n, _, _ in cells), flush=True)
         if "redis" in projects:

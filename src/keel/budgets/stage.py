@@ -171,7 +171,7 @@ class BudgetStage(Stage):
     def _plan(self, call: Call, labels: Labels, at: float) -> Plan:
         """The reservation of calls like this one (same target, scope values and output limit)."""
         request, target = call.request, call.target
-        extra = request.model_extra
+        extra = request.__pydantic_extra__
         # By the target's identity (the client keeps one per model name): a plan keeps its target
         # alive, so an id in the key is never another target's while the plan is there.
         key = (id(target), request.max_completion_tokens or request.max_tokens, extra.get("n") if extra else None, labels)
@@ -297,7 +297,7 @@ class _Claim:
         if not self.holds:
             return
         holds, self.holds = self.holds, []
-        amounts = [hold.units if actual is None else actual for hold in holds]
+        amounts = [hold.units for hold in holds] if actual is None else [actual] * len(holds)
         # Not waited for: the call's answer is ready, and a settle still on its way only keeps
         # the worst case held a moment longer. Nothing here awaits, so a cancelled caller
         # cannot leave the holds behind.

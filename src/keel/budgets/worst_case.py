@@ -102,12 +102,13 @@ def prompt_bound(request: ChatRequest) -> int:
                     total += _utf8(part.get("text", ""))
                 else:
                     total += NON_TEXT_TOKENS
-        total += _utf8(message.role)
+        total += len(message.role)  # one of the ASCII roles (types.Role)
         if message.name:
             total += _utf8(message.name)
-        if message.model_extra:
-            total += len(orjson.dumps(message.model_extra))
-    if request.model_extra or request.response_format is not None:
+        extra = message.__pydantic_extra__  # model_extra without the property's cost
+        if extra:
+            total += len(orjson.dumps(extra))
+    if request.__pydantic_extra__ or request.response_format is not None:
         extras = _extras(request)
         if extras:
             total += len(orjson.dumps(extras))
