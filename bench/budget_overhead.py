@@ -239,17 +239,19 @@ def report(runs: dict[str, list[dict]]) -> dict:
     return {"shares": found, "checks": checks}
 
 
-def clients(url: str, rounds: int, calls: int = 10_000) -> None:
-    """Client CPU per reserve + settle of RedisLedger over each Redis client (see the docstring)."""
-    import asyncio
-    from decimal import Decimal
+def _fmt(values: list[float], spec: str) -> str:
+    """The median, and the min–max over rounds when there are several."""
+    text = format(statistics.median(values), spec)
+    return text + (f" [{format(min(values), spec)}…{format(max(values), spec)}]" if len(values) > 1 else "")
 
+
+def _client_kinds(url: str) -> dict:
+    """RedisLedger over keel's client, and over redis-py's (pure-Python parser, and hiredis when importable)."""
     import redis
     import redis.asyncio as aredis
-    import uvloop
     from redis.asyncio.connection import _AsyncHiredisParser, _AsyncRESP2Parser
 
-    from keel.budgets import Bucket, Hold, RedisLedger
+    from keel.budgets import RedisLedger
     from keel.budgets.redis_scripts import SHAS
 
     class RedisPyLedger(RedisLedger):
@@ -272,6 +274,20 @@ def clients(url: str, rounds: int, calls: int = 10_000) -> None:
              "redis-py": lambda prefix: RedisPyLedger(prefix, _AsyncRESP2Parser)}
     if redis.utils.HIREDIS_AVAILABLE:
         kinds["redis-py + hiredis"] = lambda prefix: RedisPyLedger(prefix, _AsyncHiredisParser)
+    return kinds
+
+
+def clients(url: str, rounds: int, calls: int = 10_000) -> None:
+    """Client CPU per reserve + settle of RedisLedger over each Redis client (see the docstring)."""
+    import asyncio
+    from decimal import Decimal
+
+    import redis
+    import uvloop
+
+    from keel.budgets import Bucket, Hold, RedisLedger
+
+    kinds = _client_kinds(url)
     # Soft, and too small for leases (keel/budgets/leases.py): every call goes to Redis, none is refused.
     bucket = Bucket("bench", "global", "total", Decimal("0.1"), False, None)
     holds, actual = [Hold.of(bucket, Decimal("0.000053"))], [11_000]  # settled in ledger units (10⁻⁹)

@@ -205,17 +205,14 @@ class MemoryLedger(Ledger):
                 if hold.bucket.hard and figures.spent + figures.reserved + hold.units > hold.bucket.limit_units:
                     return Refusal(hold, from_units(figures.spent), from_units(figures.reserved))
             for hold in holds:
-                figures = self._figures.get(hold.bucket.key)
-                if figures is None:
-                    figures = self._bucket(hold.bucket)
-                figures.reserved += hold.units
+                self._bucket(hold.bucket).reserved += hold.units
         return None
 
     def _settle(self, holds: Sequence[Hold], actual: Sequence[int]) -> list[Crossing]:
         crossings = []
         with self._lock:
             for hold, units in zip(holds, actual, strict=True):
-                figures = self._figures.get(hold.bucket.key) or self._bucket(hold.bucket)
+                figures = self._bucket(hold.bucket)
                 figures.reserved -= hold.units
                 figures.spent += units
                 if figures.spent > hold.bucket.limit_units and not figures.alerted:
