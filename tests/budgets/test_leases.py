@@ -12,7 +12,7 @@ import time
 from decimal import Decimal
 
 from keel.budgets import Bucket, Hold, RedisLedger
-from keel.budgets.leases import HEADROOM_FACTOR, IDLE_RELEASE, LEASE_CALLS
+from keel.budgets.leases import HEADROOM_FACTOR, IDLE_RELEASE, LEASE_CALLS, MAX_LEASE_CALLS
 from keel.budgets.ledger import from_units
 
 from .conftest import REDIS_URL
@@ -50,6 +50,35 @@ def test_far_from_its_limit_a_process_reserves_on_its_lease(redis_prefix: str) -
             await ledger.aclose()
 
     asyncio.run(scenario())
+
+
+def test_a_busy_process_asks_for_larger_leases_and_smaller_ones_near_the_limit(redis_prefix: str) -> None:
+    """Used up quickly, each top-up doubles, so a busy process asks Redis a few times a second,
+    not every few calls; near the limit a refused lease is asked for again smaller."""
+    calls = 4 * MAX_LEASE_CALLS
+    roomy = Decimal(UNIT * MAX_LEASE_CALLS * HEADROOM_FACTOR * 2) / 10**9
+
+    async def taken_and_leased(limit: Decimal) -> tuple[int, int]:
+        """Reserve `calls` holds of UNIT (none settled): Redis's reserved figure less what the calls hold."""
+        ledger, b = RedisLedger(REDIS_URL, redis_prefix), Bucket(f"lease-{limit}", "global", "2026-12-02", limit, True, None)
+        try:
+            for i in range(calls):
+                assert await ledger.reserve(f"h{i}", [Hold(b, UNIT)]) is None
+                if i % 8 == 0:
+                    await ledger.idle()  # the top-ups asked meanwhile land
+            await ledger.idle()
+            spent, reserved = await figures(ledger, b)
+            return spent, reserved - calls * UNIT
+        finally:
+            await ledger.aclose()
+
+    spent, leased = asyncio.run(taken_and_leased(roomy))
+    # Unused lease left: more than the first lease's size could ever leave (1.5 × 32 holds).
+    assert spent == 0 and leased > 4 * LEASE_CALLS * UNIT
+    # Room for 32-hold leases only: the larger ones are refused, and the process keeps leasing small ones.
+    tight = Decimal(UNIT * (calls + LEASE_CALLS * HEADROOM_FACTOR * 2)) / 10**9
+    spent, leased = asyncio.run(taken_and_leased(tight))
+    assert spent == 0 and 0 < leased <= 2 * LEASE_CALLS * UNIT
 
 
 def test_near_its_limit_every_call_reserves_in_redis(redis_prefix: str) -> None:

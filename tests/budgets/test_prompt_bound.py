@@ -154,7 +154,7 @@ def test_a_call_with_room_reserves_the_byte_bound(project: Path, make_ledger: Le
     assert EXACT < BOUND
     with OpenAIUpstream() as up:
         [call], row = asyncio.run(scenario(project, up, D(1), make_ledger()))
-    assert call.notes["budgets"] == [{"budget": "b", "scope": "global", "reserved": format(BOUND_WORST.normalize(), "f")}]
+    assert call.notes["budgets"] == {"b": format(BOUND_WORST.normalize(), "f")}
     assert (row["spent"], row["reserved"]) == (REAL, 0)
 
 
@@ -162,7 +162,7 @@ def test_a_call_whose_exact_worst_case_fits_is_not_refused_for_the_bound(project
     with OpenAIUpstream() as up:
         [call], row = asyncio.run(scenario(project, up, EXACT_WORST, make_ledger()))
         assert up.count == 1
-    assert call.notes["budgets"][0]["reserved"] == format(EXACT_WORST.normalize(), "f")
+    assert call.notes["budgets"] == {"b": format(EXACT_WORST.normalize(), "f")}
     assert (row["spent"], row["reserved"]) == (REAL, 0)
 
 

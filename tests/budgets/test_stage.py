@@ -136,7 +136,7 @@ def test_hard_budget_reserves_the_worst_case_and_settles_the_real_cost(project: 
         return calls, refused.value, await h.status()
 
     calls, refused, status = run(settings, scenario)
-    assert calls[0].notes["budgets"] == [{"budget": "b", "scope": "global", "reserved": "0.000109"}]
+    assert calls[0].notes["budgets"] == {"b": "0.000109"}
     # Admitted while spent + 0.000109 ≤ 0.0002: after 0, 11, …, 88 millionths; not after 99.
     assert len(calls) == 9
     assert status == {"b:global": (9 * REAL, D(0))}
@@ -290,7 +290,7 @@ def test_the_worst_case_covers_the_fallbacks_and_the_settle_prices_who_answered(
         return first, second, await h.status()
 
     first, second, status = run(settings, scenario)
-    assert first.notes["budgets"][0]["reserved"] == "0.00109"  # priced as pricey: 89 × 10 + 10 × 20 millionths
+    assert first.notes["budgets"] == {"b": "0.00109"}  # priced as pricey: 89 × 10 + 10 × 20 millionths
     assert second.notes["answered_by"] == "pricey"
     assert status == {"b:global": (REAL + 10 * REAL, D(0))}
 

@@ -4,9 +4,12 @@ calls without asking Redis each time.
 A call far from its budget's limit should not pay a Redis round trip to learn that it fits. So
 a process leases each bucket it uses: `LEASE_CALLS` holds of its calls' size, reserved in Redis
 under the process's lease id like any hold, asked for in the background (no call waits for it)
-when less than half a lease is left. Redis grants it only while the bucket's headroom (limit −
-spent − reserved, leases included) is at least `HEADROOM_FACTOR` times the lease, so near a limit
-there are no leases and every call reserves in Redis, exactly as without them. Calls whose holds
+when less than half a lease is left. A lease used up within `GROW_WITHIN` seconds of its last
+top-up is asked for twice as large next time (up to `MAX_LEASE_CALLS` holds), so a busy process
+tops up a few times a second rather than every few calls. Redis grants it only while the bucket's
+headroom (limit − spent − reserved, leases included) is at least `HEADROOM_FACTOR` times the
+lease; refused, a lease is asked for again at a quarter of the size, down to `LEASE_CALLS`, so near
+a limit there are no leases and every call reserves in Redis, exactly as without them. Calls whose holds
 fit in their buckets' leases take them here, and settle here; the spending is flushed to Redis
 every `FLUSH_INTERVAL` seconds, moving it from the lease's reservation to `spent`.
 
@@ -28,8 +31,11 @@ from dataclasses import dataclass, field
 
 from .ledger import Bucket, Hold
 
-#: Holds of the asking call's size that a lease is asked for.
+#: Holds of the asking call's size that a lease is asked for at first, and at most.
 LEASE_CALLS = 32
+MAX_LEASE_CALLS = 1024
+#: A top-up asked within this many seconds of the last one is twice as large.
+GROW_WITHIN = 1.0
 #: A lease is granted only while the headroom left is at least this many times the lease.
 HEADROOM_FACTOR = 64
 #: Seconds between flushes of the spending settled on leases.
@@ -54,6 +60,12 @@ class Lease:
     flushing: int = 0
     #: A top-up is on its way (one at a time).
     asking: bool = False
+    #: Holds of the asking call's size asked for at the next top-up.
+    calls: int = LEASE_CALLS
+    #: When the last top-up was asked for (monotonic time).
+    asked_at: float = -GROW_WITHIN
+    #: Fewer units free than this: a top-up is due.
+    low: int = 0
     #: Being given back (Redis granted no top-up, or unused): no call takes from it.
     closing: bool = False
     #: Redis granted no top-up: not asked again before (monotonic time).
@@ -74,6 +86,8 @@ class LeaseBook:
         self.leases: dict[tuple[str, str, str], Lease] = {}
         #: Hold id → the units each of its holds took from the leases.
         self.taken: dict[str, Sequence[Hold]] = {}
+        #: The last `take` left a lease low: `to_lease` has work (it is not asked on every call).
+        self.low = False
         self._count = 0
 
     def take(self, hold_id: str, holds: Sequence[Hold]) -> bool:
@@ -86,6 +100,8 @@ class LeaseBook:
         for hold, lease in zip(holds, leases, strict=True):
             lease.held += hold.units  # type: ignore[union-attr]
             lease.used_at = now  # type: ignore[union-attr]
+            if lease.free < lease.low:  # type: ignore[union-attr]
+                self.low = True
         self.taken[hold_id] = holds
         return True
 
@@ -103,21 +119,23 @@ class LeaseBook:
     def to_lease(self, holds: Sequence[Hold]) -> list[tuple[Lease, int]]:
         """The leases to ask for (topped up) now, for calls like this one: (lease, units). Asked
         when less than half a lease is free, one request at a time per lease, and not again
-        for `IDLE_RELEASE` seconds after Redis said no."""
-        out, now = [], time.monotonic()
+        for `IDLE_RELEASE` seconds after Redis said no to the smallest."""
+        out, now, self.low = [], time.monotonic(), False
         for hold in holds:
             lease = self.leases.get(hold.bucket.key)
             if lease is None:
                 self._count += 1
                 lease = self.leases[hold.bucket.key] = Lease(f"{self.prefix}L{self._count:x}", hold.bucket)
-            want = hold.units * LEASE_CALLS
-            if lease.asking or want <= 0 or lease.free >= want // 2 or now < lease.denied_until:
+            if lease.asking or hold.units <= 0 or lease.free >= hold.units * lease.calls // 2 or now < lease.denied_until:
                 continue
             if lease.closing:
                 if lease.held or lease.granted:
                     continue  # still being given back
                 lease.closing = False
-            lease.asking = True
+            if now - lease.asked_at < GROW_WITHIN:
+                lease.calls = min(lease.calls * 2, MAX_LEASE_CALLS)
+            want = hold.units * lease.calls
+            lease.asking, lease.asked_at, lease.low = True, now, want // 2
             out.append((lease, want))
         return out
 
@@ -126,6 +144,8 @@ class LeaseBook:
         lease.asking = False
         if grant:
             lease.granted += grant
+        elif grant == 0 and lease.calls > LEASE_CALLS:  # too large for the headroom left: smaller next call
+            lease.calls, lease.asked_at = max(lease.calls // 4, LEASE_CALLS), -GROW_WITHIN
         elif grant == 0:
             lease.closing, lease.denied_until = True, time.monotonic() + IDLE_RELEASE
 

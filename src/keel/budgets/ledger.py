@@ -159,7 +159,7 @@ class Ledger(ABC):
         """Release connections."""
 
 
-@dataclass
+@dataclass(slots=True)
 class _Figures:
     spent: int = 0
     reserved: int = 0
@@ -200,6 +200,13 @@ class MemoryLedger(Ledger):
         with self._lock:
             if time.time() >= self._next_sweep:
                 self._drop_expired()
+            if len(holds) == 1:  # one budget: the common case, in one pass
+                hold = holds[0]
+                figures = self._bucket(hold.bucket)
+                if hold.bucket.hard and figures.spent + figures.reserved + hold.units > hold.bucket.limit_units:
+                    return Refusal(hold, from_units(figures.spent), from_units(figures.reserved))
+                figures.reserved += hold.units
+                return None
             for hold in holds:
                 figures = self._figures.get(hold.bucket.key) or _NONE
                 if hold.bucket.hard and figures.spent + figures.reserved + hold.units > hold.bucket.limit_units:

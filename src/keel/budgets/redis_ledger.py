@@ -73,6 +73,8 @@ class RedisLedger(Ledger):
         """From this process's leases (leases.py), topping them up in the background when low."""
         book = self._book()
         taken = book.take(hold_id, holds)
+        if taken and not book.low:
+            return True
         for lease, units in book.to_lease(holds):
             self._lease(book, lease, units)
         return taken

@@ -110,7 +110,7 @@ class BudgetStage(Stage):
         labels = self._labels(call)
         if labels is None:
             return await self.inner.complete(call)
-        claim = await self._reserve(call, labels)
+        claim = self._claim_now(call, labels) or await self._reserve(call, labels)
         try:
             response = await self.inner.complete(call)
         except BaseException as exc:
@@ -133,7 +133,7 @@ class BudgetStage(Stage):
     # -- the steps -----------------------------------------------------------------------------
 
     async def _stream(self, call: Call, labels: Labels) -> AsyncIterator[Chunk]:
-        claim = await self._reserve(call, labels)
+        claim = self._claim_now(call, labels) or await self._reserve(call, labels)
         stream = self.inner.stream(call)
         usage: Usage | None = None
         delivered = False
@@ -183,7 +183,23 @@ class BudgetStage(Stage):
                                                           self._bucket_and_end, at))
         return found[1]
 
+    def _claim_now(self, call: Call, labels: Labels) -> "_Claim | None":
+        """The short way, most calls': the plan is known and the ledger places its holds without
+        I/O or waiting. None: take the long way (`_reserve`)."""
+        at = time.time()
+        plan = self._plan(call, labels, at)
+        if plan.entries is None:
+            return None
+        holds = plan.holds(prompt_bound(call.request))
+        hold_id = f"{self._hold_prefix}{next(self._hold_count):x}"
+        if not self.ledger.take_now(hold_id, holds):
+            return None
+        _note(call, holds)
+        return _Claim(self, hold_id, holds, at, False, call.target, plan.picos)
+
     async def _reserve(self, call: Call, labels: Labels) -> "_Claim":
+        """The long way: an unplanned call (tiered or unknown prices), a ledger that has to ask
+        (Redis without a lease), or a refusal to explain or recount."""
         at = time.time()
         plan = self._plan(call, labels, at)
         bound = prompt_bound(call.request)
@@ -192,11 +208,8 @@ class BudgetStage(Stage):
         else:
             holds = self._holds(call, self._matched(labels), self.models(call.target), bound, at)
         hold_id = f"{self._hold_prefix}{next(self._hold_count):x}"
-        renew = False  # holds placed by `reserve` in a shared ledger lapse unless renewed
         try:
-            refusal = None
-            if not self.ledger.take_now(hold_id, holds):
-                refusal, renew = await self.ledger.reserve(hold_id, holds), True
+            refusal = await self.ledger.reserve(hold_id, holds)
             if refusal is not None:
                 holds, refusal = await self._recount(call, labels, hold_id, holds, refusal, bound, at)
         except StoreError as exc:
@@ -206,8 +219,9 @@ class BudgetStage(Stage):
             return _Claim(self, "", [], at, False, call.target, None)
         if refusal is not None:
             raise _exceeded(refusal)
-        call.notes["budgets"] = [{"budget": h.bucket.budget, "scope": h.bucket.scope, "reserved": _shown(h.units)} for h in holds]
-        return _Claim(self, hold_id, holds, at, renew, call.target, plan.picos)
+        _note(call, holds)
+        # Holds placed by `reserve` in a shared ledger lapse unless renewed.
+        return _Claim(self, hold_id, holds, at, True, call.target, plan.picos)
 
     async def _recount(self, call: Call, labels: Labels, hold_id: str, holds: list[Hold], refusal: Refusal,
                        bound: int, at: float) -> tuple[list[Hold], Refusal | None]:
@@ -280,6 +294,8 @@ class BudgetStage(Stage):
 class _Claim:
     """The holds one call placed, until it settles them (once)."""
 
+    __slots__ = ("stage", "hold_id", "holds", "at", "target", "picos", "_timer")
+
     def __init__(self, stage: BudgetStage, hold_id: str, holds: list[Hold], at: float, renew: bool,
                  target: Target, picos: Picos | None) -> None:
         self.stage, self.hold_id, self.holds, self.at = stage, hold_id, holds, at
@@ -320,7 +336,14 @@ class _Claim:
             log.warning("Could not renew budget holds %s: %s", self.hold_id, exc)
 
 
-@lru_cache(maxsize=4096)  # the trace notes each hold's amount; worst cases repeat from call to call
+def _note(call: Call, holds: list[Hold]) -> None:
+    """Note in the call's trace the budgets that counted it and what it reserved on each: {name:
+    amount}. (Its scope value follows from the budget's scope and the trace's tags or prompt; a
+    shorter note costs the trace writer less, on every call a budget counts.)"""
+    call.notes["budgets"] = {hold.bucket.budget: _shown(hold.units) for hold in holds}
+
+
+@lru_cache(maxsize=4096)  # worst cases repeat from call to call
 def _shown(units: int) -> str:
     return plain(from_units(units))
 
