@@ -10,7 +10,7 @@ from decimal import Decimal
 
 import pytest
 
-from keel.budgets import Bucket, Hold, RedisLedger
+from keel.budgets import Bucket, Hold, MemoryLedger, RedisLedger
 from keel.budgets.ledger import from_units, plain, to_units
 from keel.budgets.scope import period_of
 
@@ -112,6 +112,22 @@ def test_hard_bucket_past_its_limit_refuses_every_call(make_ledger: LedgerFactor
             assert refusal is not None and refusal.spent == D("1.25")
         finally:
             await ledger.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_the_memory_ledger_forgets_buckets_of_past_periods_unless_calls_hold_on_them() -> None:
+    async def scenario() -> None:
+        ledger = MemoryLedger()
+        ledger.sweep_every = 0  # sweep whenever a new bucket is made
+        past = [Bucket("b", "global", day, D("1"), True, expires_at=time.time() - 1) for day in ("2026-11-01", "2026-11-02")]
+        assert await ledger.reserve("h1", [Hold(past[0], 5)]) is None
+        await ledger.settle("h1", [Hold(past[0], 5)], [3])
+        assert await ledger.reserve("h2", [Hold(past[1], 5)]) is None  # still held: kept
+        assert [(s.period, s.spent) for s in await ledger.buckets("b", "2026-11-01")] == []
+        assert [(s.period, s.reserved) for s in await ledger.buckets("b", "2026-11-02")] == [("2026-11-02", from_units(5))]
+        assert await ledger.reserve("h3", [Hold(bucket(), 5)]) is None
+        assert [s.reserved for s in await ledger.buckets("b", "2026-11-02")] == [from_units(5)]
 
     asyncio.run(scenario())
 

@@ -84,34 +84,35 @@ class LeaseBook:
     def __init__(self, prefix: str) -> None:
         self.prefix = prefix
         self.leases: dict[tuple[str, str, str], Lease] = {}
-        #: Hold id → the units each of its holds took from the leases.
-        self.taken: dict[str, Sequence[Hold]] = {}
+        #: Hold id → its holds, and the lease each took its units from.
+        self.taken: dict[str, tuple[Sequence[Hold], list[Lease]]] = {}
         #: The last `take` left a lease low: `to_lease` has work (it is not asked on every call).
         self.low = False
         self._count = 0
 
     def take(self, hold_id: str, holds: Sequence[Hold]) -> bool:
         """Every hold from its bucket's lease, or none (False: ask Redis)."""
-        leases = [self.leases.get(hold.bucket.key) for hold in holds]
-        for hold, lease in zip(holds, leases, strict=True):
+        leases = []
+        for hold in holds:
+            lease = self.leases.get(hold.bucket.key)
             if lease is None or lease.closing or lease.free < hold.units:
                 return False
+            leases.append(lease)
         now = time.monotonic()
-        for hold, lease in zip(holds, leases, strict=True):
-            lease.held += hold.units  # type: ignore[union-attr]
-            lease.used_at = now  # type: ignore[union-attr]
-            if lease.free < lease.low:  # type: ignore[union-attr]
+        for hold, lease in zip(holds, leases):
+            lease.held += hold.units
+            lease.used_at = now
+            if lease.free < lease.low:
                 self.low = True
-        self.taken[hold_id] = holds
+        self.taken[hold_id] = holds, leases
         return True
 
     def settle(self, hold_id: str, actual: Sequence[int]) -> bool:
         """Settle a call whose holds came from leases (False: they did not)."""
-        holds = self.taken.pop(hold_id, None)
-        if holds is None:
+        taken = self.taken.pop(hold_id, None)
+        if taken is None:
             return False
-        for hold, units in zip(holds, actual, strict=True):
-            lease = self.leases[hold.bucket.key]
+        for hold, lease, units in zip(*taken, actual, strict=True):
             lease.held -= hold.units
             lease.unflushed += units
         return True

@@ -180,33 +180,44 @@ class MemoryLedger(Ledger):
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._figures: dict[tuple[str, str, str], _Figures] = {}
+        #: Seconds between sweeps of the buckets of past periods (made when a new bucket is).
+        self.sweep_every = 60.0
         self._next_sweep = 0.0
 
     def take_now(self, hold_id: str, holds: Sequence[Hold]) -> bool:
-        return self._reserve(holds) is None
+        if len(holds) != 1:
+            return self._reserve(holds) is None
+        hold, bucket = holds[0], holds[0].bucket  # one budget: the common case, in one pass
+        with self._lock:
+            figures = self._figures.get(bucket.key) or self._bucket(bucket)
+            if bucket.hard and figures.spent + figures.reserved + hold.units > bucket.limit_units:
+                return False
+            figures.reserved += hold.units
+        return True
 
     async def reserve(self, hold_id: str, holds: Sequence[Hold]) -> Refusal | None:
         return self._reserve(holds)
 
     async def settle(self, hold_id: str, holds: Sequence[Hold], actual: Sequence[int]) -> list[Crossing]:
-        return self._settle(holds, actual)
+        crossings: list[Crossing] = []
+        self.settle_later(hold_id, holds, actual, crossings.extend)
+        return crossings
 
     def settle_later(self, hold_id: str, holds: Sequence[Hold], actual: Sequence[int], then: Then) -> None:
-        crossings = self._settle(holds, actual)
+        crossings = []
+        with self._lock:
+            for hold, units in zip(holds, actual, strict=True):
+                figures = self._figures.get(hold.bucket.key) or self._bucket(hold.bucket)
+                figures.reserved -= hold.units
+                figures.spent += units
+                if figures.spent > hold.bucket.limit_units and not figures.alerted:
+                    figures.alerted = True
+                    crossings.append(Crossing(hold.bucket, from_units(figures.spent)))
         if crossings:
             then(crossings)
 
     def _reserve(self, holds: Sequence[Hold]) -> Refusal | None:
         with self._lock:
-            if time.time() >= self._next_sweep:
-                self._drop_expired()
-            if len(holds) == 1:  # one budget: the common case, in one pass
-                hold = holds[0]
-                figures = self._bucket(hold.bucket)
-                if hold.bucket.hard and figures.spent + figures.reserved + hold.units > hold.bucket.limit_units:
-                    return Refusal(hold, from_units(figures.spent), from_units(figures.reserved))
-                figures.reserved += hold.units
-                return None
             for hold in holds:
                 figures = self._figures.get(hold.bucket.key) or _NONE
                 if hold.bucket.hard and figures.spent + figures.reserved + hold.units > hold.bucket.limit_units:
@@ -214,18 +225,6 @@ class MemoryLedger(Ledger):
             for hold in holds:
                 self._bucket(hold.bucket).reserved += hold.units
         return None
-
-    def _settle(self, holds: Sequence[Hold], actual: Sequence[int]) -> list[Crossing]:
-        crossings = []
-        with self._lock:
-            for hold, units in zip(holds, actual, strict=True):
-                figures = self._bucket(hold.bucket)
-                figures.reserved -= hold.units
-                figures.spent += units
-                if figures.spent > hold.bucket.limit_units and not figures.alerted:
-                    figures.alerted = True
-                    crossings.append(Crossing(hold.bucket, from_units(figures.spent)))
-        return crossings
 
     async def buckets(self, budget: str, period: str) -> list[BucketState]:
         with self._lock:
@@ -238,11 +237,13 @@ class MemoryLedger(Ledger):
     def _bucket(self, bucket: Bucket) -> _Figures:
         figures = self._figures.get(bucket.key)
         if figures is None:
+            if time.time() >= self._next_sweep:  # only new buckets add to what is kept
+                self._drop_expired()
             figures = self._figures[bucket.key] = _Figures(expires_at=bucket.expires_at)
         return figures
 
     def _drop_expired(self) -> None:
         now = time.time()
-        self._next_sweep = now + 60
+        self._next_sweep = now + self.sweep_every
         for key in [k for k, f in self._figures.items() if f.expires_at is not None and f.expires_at < now and not f.reserved]:
             del self._figures[key]

@@ -174,7 +174,7 @@ class BudgetStage(Stage):
         extra = request.__pydantic_extra__
         # By the target's identity (the client keeps one per model name): a plan keeps its target
         # alive, so an id in the key is never another target's while the plan is there.
-        key = (id(target), request.token_limit, extra.get("n") if extra else None, labels)
+        key = (id(target), request.max_completion_tokens, request.max_tokens, extra.get("n") if extra else None, labels)
         found = self._plans.get(key)
         if found is None or found[0] is not target or at >= found[1].until:
             if len(self._plans) >= 4096:  # scopes with many values (keys, tenants)
