@@ -44,7 +44,7 @@ FLUSH_INTERVAL = 0.05
 IDLE_RELEASE = 1.0
 
 
-@dataclass
+@dataclass(slots=True)
 class Lease:
     """This process's share of one bucket, in ledger units."""
 
@@ -84,8 +84,8 @@ class LeaseBook:
     def __init__(self, prefix: str) -> None:
         self.prefix = prefix
         self.leases: dict[tuple[str, str, str], Lease] = {}
-        #: Hold id → its holds, and the lease each took its units from.
-        self.taken: dict[str, tuple[Sequence[Hold], list[Lease]]] = {}
+        #: Hold id → the lease each of its holds took its units from.
+        self.taken: dict[str, list[Lease]] = {}
         #: The last `take` left a lease low: `to_lease` has work (it is not asked on every call).
         self.low = False
         self._count = 0
@@ -104,15 +104,15 @@ class LeaseBook:
             lease.used_at = now
             if lease.free < lease.low:
                 self.low = True
-        self.taken[hold_id] = holds, leases
+        self.taken[hold_id] = leases
         return True
 
-    def settle(self, hold_id: str, actual: Sequence[int]) -> bool:
+    def settle(self, hold_id: str, holds: Sequence[Hold], actual: Sequence[int]) -> bool:
         """Settle a call whose holds came from leases (False: they did not)."""
-        taken = self.taken.pop(hold_id, None)
-        if taken is None:
+        leases = self.taken.pop(hold_id, None)
+        if leases is None:
             return False
-        for hold, lease, units in zip(*taken, actual, strict=True):
+        for hold, lease, units in zip(holds, leases, actual):
             lease.held -= hold.units
             lease.unflushed += units
         return True

@@ -27,7 +27,6 @@ import asyncio
 import logging
 import os
 import time
-import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import quote, unquote
@@ -67,11 +66,13 @@ class RedisLedger(Ledger):
         self._flushing: WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.TimerHandle] = WeakKeyDictionary()
         self._lease_prefix = f"{os.getpid()}-{os.urandom(4).hex()}-"
         self._then: Then | None = None
-        self._last_book: tuple[Callable[[], Any], LeaseBook] = (lambda: None, LeaseBook(""))
+        #: The last event loop asked for its book, and that book: the request path's short way.
+        self._last_loop: asyncio.AbstractEventLoop | None = None
+        self._last_book = LeaseBook("")
 
     def take_now(self, hold_id: str, holds: Sequence[Hold]) -> bool:
         """From this process's leases (leases.py), topping them up in the background when low."""
-        book = self._book()
+        book = self._last_book if asyncio.get_running_loop() is self._last_loop else self._book()
         taken = book.take(hold_id, holds)
         if taken and not book.low:
             return True
@@ -95,7 +96,7 @@ class RedisLedger(Ledger):
         return Refusal(refused, from_units(int(reply[1])), from_units(int(reply[2])))
 
     async def settle(self, hold_id: str, holds: Sequence[Hold], actual: Sequence[int]) -> list[Crossing]:
-        if self._book().settle(hold_id, actual):
+        if self._book().settle(hold_id, holds, actual):
             return []  # on a lease: its bucket's crossing, if any, is told at the flush
         settle = (hold_id, holds, actual, None)
         return _crossings(holds, await self._run(SETTLE, self._keys(holds), _settle_args([settle])))
@@ -104,7 +105,8 @@ class RedisLedger(Ledger):
         """Queued: the settles of one event-loop turn go to Redis as one script call (a settle on
         leases waits for their next flush)."""
         self._then = then
-        if self._book().settle(hold_id, actual):
+        book = self._last_book if asyncio.get_running_loop() is self._last_loop else self._book()
+        if book.settle(hold_id, holds, actual):
             return
         queue = self._queues.setdefault(asyncio.get_running_loop(), [])
         queue.append((hold_id, holds, actual, then))
@@ -171,13 +173,12 @@ class RedisLedger(Ledger):
 
     def _book(self) -> LeaseBook:
         loop = asyncio.get_running_loop()
-        last_loop, book = self._last_book
-        if last_loop() is loop:  # on the request path: skip the weak dictionary's lookup
-            return book
+        if loop is self._last_loop:  # skip the weak dictionary's lookup (it keeps that loop alive: one)
+            return self._last_book
         book = self._books.get(loop)
         if book is None:
             book = self._books[loop] = LeaseBook(self._lease_prefix)
-        self._last_book = (weakref.ref(loop), book)
+        self._last_loop, self._last_book = loop, book
         return book
 
     def _background(self, script: str, keys: list[str], args: list[Any], then: Callable[["asyncio.Future[Any]"], None]) -> None:
