@@ -1,13 +1,14 @@
-"""Budget overhead benchmark: what a hard budget adds to the gateway's per-request cost, in the same run.
+"""Budget overhead benchmark: what a hard budget adds to the gateway's per-request overhead, in the same run.
 
     .venv/bin/python bench/budget_overhead.py [--quick] [--duration S] [--rounds N] [--redis-url URL]
     .venv/bin/python bench/budget_overhead.py --stage [--rounds N]
     .venv/bin/python bench/budget_overhead.py --clients [--rounds N] [--redis-url URL]
 
-On one nginx mock upstream, each server on ONE uvicorn worker, driven by wrk at concurrency 16
-(machinery shared with gateway_overhead.py, in _gateway.py):
+On one nginx mock upstream, each server on ONE uvicorn worker, driven by wrk (machinery shared
+with gateway_overhead.py, in _gateway.py):
 
-    aiohttp   the bare raw-ASGI pass-through: the baseline of Keel's added time
+    direct    wrk straight to the mock: what a request costs without a gateway
+    aiohttp   a bare raw-ASGI pass-through proxy: the least a Python gateway costs
     memory    `keel serve` (tracing, cost, routing, cache as by default) with a hard budget on the
               in-process ledger, scoped to tenant acme (scope = "tag:tenant=acme")
     redis     the same with the budget on the Redis ledger (`redis_url`)
@@ -20,14 +21,22 @@ by themselves by as much as the figure sought (hash seeds, memory layout, start 
 what made an earlier version of this benchmark, one server per configuration, unable to resolve
 10%. A control cell (memory server, tenant another) measures the method's own noise, ideally 0.
 
-Every round measures each cell once, for DURATION seconds, in an order that rotates from round to
-round and is reversed every other round (a cell runs faster right after a cell of its own server).
-A cell starts with its server idle and counts the server's CPU until it is idle again, so each
-cell pays for its own traces (the trace writer runs behind the requests). Per round:
+Every round measures each cell once at concurrency 1 and once at 16, for DURATION seconds each,
+in an order that rotates from round to round and is reversed every other round (a cell runs
+faster right after a cell of its own server). A cell starts with its server idle and counts the
+server's CPU until it is idle again, so each cell pays for its own traces (the trace writer runs
+behind the requests). The gateway's per-request overhead is what a request costs through it
+beyond going direct, as bench/gateway_overhead.py and the foundation issue measure it; per
+round, the budget's share of it (target <= 10%):
 
-    added     1/throughput - 1/throughput_bare: Keel's added time per request (µs), and the same
-              from the server's CPU time per request (/proc)
-    share     (on - off) / (off - bare): the budget's part of Keel's added time    target <= 10%
+    p50 c=1    (p50 on - p50 off) / (p50 off - p50 direct): added latency of one request at a time
+    time c=16  the same from 1/throughput at concurrency 16
+    CPU c=16   (CPU on - CPU off) / CPU off, the server's CPU time per request (going direct costs
+               no gateway CPU)
+
+and, stricter, its share of only what Keel adds beyond the bare Python proxy:
+
+    CPU c=16 beyond a bare proxy   (CPU on - CPU off) / (CPU off - CPU aiohttp)
 
 The median share over the rounds is reported with a distribution-free 95% confidence interval;
 the verdict is PASS when the whole interval is at or below 10%, FAIL when it is all above, and
@@ -70,13 +79,18 @@ TARGET_SHARE = 0.10
 BUDGETS = ("memory", "redis")
 #: Each cell: (its name, the server it is sent to, the tenant its requests name). Only tenant
 #: "acme" is counted by the budget, so a server's cells differ in nothing but the budget's work.
-CELLS = (("aiohttp", "aiohttp", "other"),
+CELLS = (("direct", "nginx", "other"), ("aiohttp", "aiohttp", "other"),
          ("memory:off", "memory", "other"), ("memory:again", "memory", "another"), ("memory:on", "memory", "acme"),
          ("redis:off", "redis", "other"), ("redis:on", "redis", "acme"))
 #: The share each check is about: (name, cell with the budget, the same server's cell without).
 SHARES = (("memory", "memory:on", "memory:off"), ("redis", "redis:on", "redis:off"),
           ("control", "memory:again", "memory:off"))
-LABELS = {"aiohttp": "bare aiohttp proxy (the baseline of Keel's added time)",
+#: The figures judged: (name, concurrency, what the share is of).
+FIGURES = (("p50 c=1", 1, "the gateway's added p50 latency"), ("time c=16", 16, "the gateway's added time per request"),
+           ("CPU c=16", 16, "the gateway's CPU per request"), ("CPU c=16 beyond a bare proxy", 16, "Keel's added CPU beyond a bare proxy"))
+CONCURRENCIES = (1, 16)
+LABELS = {"direct": "wrk straight to the nginx mock: no gateway",
+          "aiohttp": "bare aiohttp proxy (the least a Python gateway costs)",
           "memory:off": "keel, hard budget in memory, requests it does not count (tenant other)",
           "memory:again": "the same, tenant another: the control, measuring the method's own noise",
           "memory:on": "the same server, requests the budget counts (tenant acme): reserve + settle",
@@ -160,26 +174,32 @@ def idle(pid: int, timeout: float = 15.0) -> float:
     return used
 
 
-def cell(base: str, pid: int, seconds: float, script: Path) -> dict:
-    """One wrk run at c=16 against `base`, started with the server idle, and its CPU time per
-    request counted until the server is idle again, so that each cell pays for its own traces."""
-    cpu = idle(pid)
-    found = run_wrk(base, 2, 16, seconds, script)
-    found["cpu_us_per_req"] = (idle(pid) - cpu) / max(found["requests"], 1) * 1e6
+def cell(base: str, pid: int | None, seconds: float, script: Path, conns: int) -> dict:
+    """One wrk run at `conns` connections against `base`, started with the server idle, and its CPU
+    time per request counted until the server is idle again, so that each cell pays for its own
+    traces (no server process, going direct: no CPU)."""
+    cpu = idle(pid) if pid else 0.0
+    found = run_wrk(base, min(conns, 2), conns, seconds, script)
+    found["cpu_us_per_req"] = (idle(pid) - cpu) / max(found["requests"], 1) * 1e6 if pid else 0.0
     return found
 
 
-def shares(runs: dict[str, list[dict]]) -> dict[str, dict[str, list[float]]]:
-    """Per round, what the budget adds to Keel's added time (and CPU) per request, as a share of
-    that added time: (on - off) / (off - bare), all three cells from the same round."""
+def shares(runs: dict[int, dict[str, list[dict]]]) -> dict[str, dict[str, list[float]]]:
+    """Per round, what the budget adds to each figure (FIGURES) as a share of it: (on - off) / (off
+    - baseline), all cells from the same round."""
     out: dict[str, dict[str, list[float]]] = {}
     for name, on_cell, off_cell in SHARES:
-        if on_cell not in runs:
+        if on_cell not in runs[16]:
             continue
-        fig = out[name] = {"time": [], "cpu": []}
-        for bare, off, on in zip(runs["aiohttp"], runs[off_cell], runs[on_cell], strict=True):
-            fig["time"].append((1 / on["rps"] - 1 / off["rps"]) / (1 / off["rps"] - 1 / bare["rps"]))
-            fig["cpu"].append((on["cpu_us_per_req"] - off["cpu_us_per_req"]) / (off["cpu_us_per_req"] - bare["cpu_us_per_req"]))
+        fig = out[name] = {figure: [] for figure, _, _ in FIGURES}
+        for direct, off, on in zip(runs[1]["direct"], runs[1][off_cell], runs[1][on_cell], strict=True):
+            fig["p50 c=1"].append((on["p50_ms"] - off["p50_ms"]) / (off["p50_ms"] - direct["p50_ms"]))
+        fast = runs[16]
+        for direct, bare, off, on in zip(fast["direct"], fast["aiohttp"], fast[off_cell], fast[on_cell], strict=True):
+            fig["time c=16"].append((1 / on["rps"] - 1 / off["rps"]) / (1 / off["rps"] - 1 / direct["rps"]))
+            fig["CPU c=16"].append((on["cpu_us_per_req"] - off["cpu_us_per_req"]) / off["cpu_us_per_req"])
+            fig["CPU c=16 beyond a bare proxy"].append(
+                (on["cpu_us_per_req"] - off["cpu_us_per_req"]) / (off["cpu_us_per_req"] - bare["cpu_us_per_req"]))
     return out
 
 
@@ -207,35 +227,36 @@ def verdict(low: float, high: float) -> str:
     return "NOT RESOLVED (the interval straddles the target: run more rounds)"
 
 
-def report(runs: dict[str, list[dict]]) -> dict:
-    rounds = len(runs["aiohttp"])
-    print(f"\nc=16, {rounds} rounds; medians over rounds")
-    print(f"{'cell':<14}{'req/s':>8}{'CPU us/req':>12}{'added us/req':>14}{'added CPU us/req':>18}")
-    bare = runs["aiohttp"]
-    for name, cells in runs.items():
-        added = [1e6 * (1 / c["rps"] - 1 / b["rps"]) for c, b in zip(cells, bare)]
-        added_cpu = [c["cpu_us_per_req"] - b["cpu_us_per_req"] for c, b in zip(cells, bare)]
-        print(f"{name:<14}{statistics.median(c['rps'] for c in cells):>8,.0f}"
-              f"{statistics.median(c['cpu_us_per_req'] for c in cells):>12.0f}"
-              f"{'-' if name == 'aiohttp' else format(statistics.median(added), '.1f'):>14}"
-              f"{'-' if name == 'aiohttp' else format(statistics.median(added_cpu), '.1f'):>18}")
+def report(runs: dict[int, dict[str, list[dict]]]) -> dict:
+    rounds = len(runs[16]["direct"])
+    print(f"\n{rounds} rounds; medians over rounds (added: beyond going direct)")
+    print(f"{'cell':<14}{'p50 us c=1':>12}{'added':>8}{'req/s c=16':>12}{'added us/req':>14}{'CPU us/req':>12}")
+    for name in runs[16]:
+        p50 = [1e3 * c["p50_ms"] for c in runs[1][name]]
+        added_p50 = [1e3 * (c["p50_ms"] - d["p50_ms"]) for c, d in zip(runs[1][name], runs[1]["direct"])]
+        added = [1e6 * (1 / c["rps"] - 1 / d["rps"]) for c, d in zip(runs[16][name], runs[16]["direct"])]
+        print(f"{name:<14}{statistics.median(p50):>12.0f}{statistics.median(added_p50):>8.0f}"
+              f"{statistics.median(c['rps'] for c in runs[16][name]):>12,.0f}{statistics.median(added):>14.1f}"
+              f"{statistics.median(c['cpu_us_per_req'] for c in runs[16][name]):>12.0f}")
     found, checks = shares(runs), []
-    print("\nshare of Keel's added per-request time that the budget adds (on vs off, same server, same round):")
+    print("\nshare of the gateway's per-request overhead that the budget adds (on vs off, same server, same round):")
     print("median [95% confidence interval of the median]")
-    for name, fig in found.items():
-        for what in ("time", "cpu"):
-            mid, low, high = median_interval(fig[what])
-            line = f"  {name:<9}{what:<6}{mid:>+7.1%}  [{low:+.1%} … {high:+.1%}]"
+    for figure, conns, of in FIGURES:
+        print(f"  {figure}: of {of}")
+        for name, fig in found.items():
+            mid, low, high = median_interval(fig[figure])
+            line = f"    {name:<9}{mid:>+7.1%}  [{low:+.1%} … {high:+.1%}]"
             if name in BUDGETS:
-                checks.append({"name": f"budget share of Keel's added {what}, {name}, c=16", "value": mid,
+                checks.append({"name": f"budget share of {of}, {name}, c={conns}", "value": mid,
                                "interval": [low, high], "target": f"<= {TARGET_SHARE:.0%}", "verdict": verdict(low, high)})
                 line += f"  target <= {TARGET_SHARE:.0%}: {verdict(low, high)}"
             else:
                 line += "  (two cells without the budget: the method's own noise, ideally 0)"
             print(line)
-    for name, cells in runs.items():
-        if any(c["non_2xx"] for c in cells):
-            print(f"!! {name} answered non-2xx responses: its figures are not valid")
+    for conns in CONCURRENCIES:
+        for name, cells in runs[conns].items():
+            if any(c["non_2xx"] for c in cells):
+                print(f"!! {name} answered non-2xx responses at c={conns}: its figures are not valid")
     return {"shares": found, "checks": checks}
 
 
@@ -418,9 +439,9 @@ def gateway(args: argparse.Namespace, work: Path) -> None:
     procs, runs, load, projects, redis_state = Procs(), {}, [os.getloadavg()[0]], {}, None
     try:
         upstream = start_nginx(procs, work)
-        print(f"nginx mock on {upstream}; {args.rounds} rounds of {args.duration:g} s cells at c=16 after "
+        print(f"nginx mock on {upstream}; {args.rounds} rounds of {args.duration:g} s cells at c=1 and c=16 after "
               f"{args.warmup:g} s warm-ups; load average {load[0]:.2f} on {os.cpu_count()} CPUs; work dir {work}", flush=True)
-        servers = {"aiohttp": start_bare(procs, work, "aiohttp", upstream)}
+        servers = {"nginx": (upstream, None), "aiohttp": start_bare(procs, work, "aiohttp", upstream)}
         projects["memory"] = keel_project(work, upstream, "memory", budget_toml(budget))
         if no_redis:
             print(f"  redis    skipped: {no_redis}")
@@ -431,14 +452,17 @@ def gateway(args: argparse.Namespace, work: Path) -> None:
         cells = [(name, servers[server], tenant_script(work, tenant)) for name, server, tenant in CELLS if server in servers]
         for _, (base, _), script in cells:
             run_wrk(base, 2, 16, args.warmup, script)
+        runs = {conns: {name: [] for name, _, _ in cells} for conns in CONCURRENCIES}
         for i in range(args.rounds):
             # Rotated, and reversed every other round, so that each cell follows a cell of its own
             # server (warm) as often as another server's (cold): a fixed cyclic order biased the shares.
             turn = (i // 2) % len(cells)
             order = cells[turn:] + cells[:turn]
-            for name, (base, proc), script in (order[::-1] if i % 2 else order):
-                runs.setdefault(name, []).append(cell(base, proc.pid, args.duration, script))
-            print(f"round {i + 1}/{args.rounds}: " + "  ".join(f"{n} {runs[n][-1]['rps']:,.0f}/s" for n, _, _ in cells), flush=True)
+            for conns in CONCURRENCIES:
+                for name, (base, proc), script in (order[::-1] if i % 2 else order):
+                    runs[conns][name].append(cell(base, proc.pid if proc else None, args.duration, script, conns))
+            print(f"round {i + 1}/{args.rounds}: " + "  ".join(
+                f"{n} {1e3 * runs[1][n][-1]['p50_ms']:.0f} us {runs[16][n][-1]['rps']:,.0f}/s" for n, _, _ in cells), flush=True)
         if "redis" in projects:
             time.sleep(2)  # requests wrk left in flight finish, and the leases, unused for a second, go back
             redis_state = redis_buckets(args.redis_url, budget)
@@ -448,12 +472,13 @@ def gateway(args: argparse.Namespace, work: Path) -> None:
             with contextlib.suppress(Exception):
                 redis_buckets(args.redis_url, budget, delete=True)
     load.append(os.getloadavg()[0])
-    print("\n" + "\n".join(f"  {name:<14}{label}" for name, label in LABELS.items() if name in runs))
+    print("\n" + "\n".join(f"  {name:<14}{label}" for name, label in LABELS.items() if name in runs[16]))
     result = report(runs)
     print("\nbudget path exercised: traces noting a reservation (after a clean stop), of the requests tenant acme sent")
     for name in BUDGETS:
         if name in projects:
-            print(f"  {name:<8} {budget_notes(projects[name] / '.keel' / 'keel.db')} of ~{sum(c['requests'] for c in runs[name + ':on']):,} measured"
+            sent = sum(c["requests"] for conns in CONCURRENCIES for c in runs[conns][name + ":on"])
+            print(f"  {name:<8} {budget_notes(projects[name] / '.keel' / 'keel.db')} of ~{sent:,} measured"
                   + ("" if name != "redis" else f"; Redis bucket {json.dumps(redis_state)} (deleted)"))
     print(f"load average at start/end: {load[0]:.2f}/{load[1]:.2f} on {os.cpu_count()} CPUs")
     data = {"duration_s": args.duration, "warmup_s": args.warmup, "rounds": args.rounds, "cpus": os.cpu_count(),
