@@ -8,10 +8,10 @@ when less than half a lease is left. A lease used up within `GROW_WITHIN` second
 top-up is asked for twice as large next time (up to `MAX_LEASE_CALLS` holds), so a busy process
 tops up a few times a second rather than every few calls. Redis grants it only while the bucket's
 headroom (limit − spent − reserved, leases included) is at least `HEADROOM_FACTOR` times the
-lease; refused, a lease is asked for again at a quarter of the size, down to `LEASE_CALLS`, so near
-a limit there are no leases and every call reserves in Redis, exactly as without them. Calls whose holds
-fit in their buckets' leases take them here, and settle here; the spending is flushed to Redis
-every `FLUSH_INTERVAL` seconds, moving it from the lease's reservation to `spent`.
+lease; refused, a lease is asked for again at a quarter of the size, down to `LEASE_CALLS`, so
+near a limit there are no leases and every call reserves in Redis, exactly as without them.
+Calls whose holds fit in their buckets' leases take them here, and settle here; the spending is
+flushed to Redis every `FLUSH_INTERVAL` seconds, moving it from the lease's reservation to `spent`.
 
 What holds: a lease is a reservation in Redis, so a hard limit is never passed, whatever every
 process's calls do with their leases. What it costs: another process's unused lease can make a
@@ -127,7 +127,8 @@ class LeaseBook:
             if lease is None:
                 self._count += 1
                 lease = self.leases[hold.bucket.key] = Lease(f"{self.prefix}L{self._count:x}", hold.bucket)
-            if lease.asking or hold.units <= 0 or lease.free >= hold.units * lease.calls // 2 or now < lease.denied_until:
+            enough = lease.free >= hold.units * lease.calls // 2
+            if lease.asking or hold.units <= 0 or enough or now < lease.denied_until:
                 continue
             if lease.closing:
                 if lease.held or lease.granted:
