@@ -208,12 +208,12 @@ def median_interval(values: list[float]) -> tuple[float, float, float]:
     median lies between the k-th smallest and the k-th largest value with probability >= 95%)."""
     ordered, n = sorted(values), len(values)
     k = 0  # the largest k with P(Binomial(n, 1/2) < k) <= 2.5%, found by summing the tail
-    tail, below = 0.0, 0.0
+    tail = 0.0
     for j in range(n // 2 + 1):
         tail += math.comb(n, j) / 2**n
         if tail > 0.025:
             break
-        k, below = j + 1, tail
+        k = j + 1
     if k == 0:  # too few rounds for any interval
         return statistics.median(ordered), ordered[0], ordered[-1]
     return statistics.median(ordered), ordered[k - 1], ordered[n - k]

@@ -66,13 +66,13 @@ class RedisLedger(Ledger):
         self._flushing: WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.TimerHandle] = WeakKeyDictionary()
         self._lease_prefix = f"{os.getpid()}-{os.urandom(4).hex()}-"
         self._then: Then | None = None
-        #: The last event loop asked for its book, and that book: the request path's short way.
+        #: The last event loop asked for its book, and that book (kept alive here: one loop at most).
         self._last_loop: asyncio.AbstractEventLoop | None = None
         self._last_book = LeaseBook("")
 
     def take_now(self, hold_id: str, holds: Sequence[Hold]) -> bool:
         """From this process's leases (leases.py), topping them up in the background when low."""
-        book = self._last_book if asyncio.get_running_loop() is self._last_loop else self._book()
+        book = self._book()
         taken = book.take(hold_id, holds)
         if taken and not book.low:
             return True
@@ -105,8 +105,7 @@ class RedisLedger(Ledger):
         """Queued: the settles of one event-loop turn go to Redis as one script call (a settle on
         leases waits for their next flush)."""
         self._then = then
-        book = self._last_book if asyncio.get_running_loop() is self._last_loop else self._book()
-        if book.settle(hold_id, holds, actual):
+        if self._book().settle(hold_id, holds, actual):
             return
         queue = self._queues.setdefault(asyncio.get_running_loop(), [])
         queue.append((hold_id, holds, actual, then))
@@ -173,7 +172,7 @@ class RedisLedger(Ledger):
 
     def _book(self) -> LeaseBook:
         loop = asyncio.get_running_loop()
-        if loop is self._last_loop:  # skip the weak dictionary's lookup (it keeps that loop alive: one)
+        if loop is self._last_loop:  # on the request path: skip the weak dictionary's lookup
             return self._last_book
         book = self._books.get(loop)
         if book is None:
