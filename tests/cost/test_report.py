@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 import uuid
 from decimal import Decimal, localcontext
@@ -10,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import event
 from testenv import run_keel
 
 import keel
@@ -17,7 +19,7 @@ from keel.cost.pricing import PriceBook, Rate
 from keel.cost.report import Group, cost_report
 from keel.errors import ConfigError
 from keel.settings import PriceSettings
-from keel.store import Store, open_store
+from keel.store import Store, cost_query, open_store
 from keel.types import Usage
 
 CONFIG = """
@@ -239,6 +241,23 @@ def test_since_keeps_calls_started_at_or_after_it(store: Store) -> None:
     store.insert_traces([call(started_at=t, cost="0.5") for t in (NOV_30_LAST_SECOND, DEC_1, JAN_1)])
     assert [(g.calls, g.known_cost) for g in cost_report(store, ["model"], since=DEC_1)] == [(2, Decimal("1.0"))]
     assert cost_report(store, ["model"], since=JAN_4) == []
+
+
+def test_a_large_sqlite_table_is_summed_in_parts_at_once_to_the_same_totals(tmp_path: Path) -> None:
+    rows = [call(started_at=DEC_1 + 86400 * (i % 45), cost=COSTS[i % len(COSTS)], model=("mini", "gpu")[i % 2],
+                 tags={"feature": f"f{i % 3}"}) for i in range(660)]
+    with open_store(f"sqlite:///{tmp_path / 'keel.db'}") as store:
+        store.insert_traces(rows)
+        sent: list[str] = []
+        event.listen(store.engine, "before_cursor_execute", lambda _c, _cur, sql, *_: sent.append(sql))
+        for by in (["model"], ["month", "tag:feature"], ["week", "status"]):
+            sent.clear()
+            in_parts = cost_query.totals(store.engine, by, part_rows=100)
+            assert sum("GROUP BY" in sql for sql in sent) == min(os.cpu_count() or 1, 4)
+            assert sorted(in_parts, key=repr) == sorted(cost_query.totals(store.engine, by, part_rows=10**9), key=repr)
+        mini = next(row for row in cost_query.totals(store.engine, ["model"], part_rows=100) if row["key"] == ("mini",))
+    assert mini["cost"] == exact_sum([row["cost"] for row in rows if row["model"] == "mini"])
+    assert mini["calls"] == 330
 
 
 def test_cli_report_on_both_databases(store_url: str, project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
