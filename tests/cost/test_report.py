@@ -260,6 +260,13 @@ def test_a_large_sqlite_table_is_summed_in_parts_at_once_to_the_same_totals(tmp_
     assert mini["calls"] == 330
 
 
+def test_an_in_memory_sqlite_store_is_summed_in_one_statement() -> None:
+    with open_store("sqlite:///:memory:") as store:  # each thread's connection would see a database of its own
+        store.insert_traces([call(cost="0.1") for _ in range(50)])
+        (row,) = cost_query.totals(store.engine, ["model"], part_rows=5)
+    assert (row["calls"], row["cost"]) == (50, Decimal("5.0"))
+
+
 def test_cli_report_on_both_databases(store_url: str, project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     now = time.time()
     with open_store(store_url) as store:

@@ -33,6 +33,7 @@ from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, Context, Decimal, InvalidOpera
 from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, Engine, Integer, Numeric, Row, and_, case, cast, func, literal_column, select, true
+from sqlalchemy.pool import QueuePool
 from sqlalchemy.sql.expression import UnaryExpression
 from sqlalchemy.sql.operators import custom_op
 
@@ -149,6 +150,8 @@ def _sqlite_rows(
     with engine.connect() as connection:
         low, high = connection.execute(select(func.min(_ROWID), func.max(_ROWID)).select_from(traces)).one()
         count = 1 if low is None else min(os.cpu_count() or 1, 4, (high - low + 1) // max(part_rows, 1))
+        if not isinstance(engine.pool, QueuePool):  # an in-memory database: one per thread
+            count = 1
         if count <= 1:
             return _grouped(connection, keys, where, sums)
     step = (high - low + 1) // count
